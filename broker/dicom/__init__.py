@@ -1,0 +1,1 @@
+"""The DICOM AE: Verification, Modality Worklist C-FIND, MPPS, worklist import."""

@@ -1,0 +1,1 @@
+"""FHIR: Subscription management, notification endpoint, ServiceRequest/Patient reading."""

@@ -1,0 +1,1 @@
+"""HL7 v2 over MLLP: framing, parsing, inbound handlers, acknowledgements."""

@@ -1,0 +1,79 @@
+"""HL7 v2 data types read into the broker's terms: TS, XPN, XCN, CX, priority."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from broker.domain.records import Identifier, PersonName
+from broker.hl7.message import Message
+
+
+class FieldError(ValueError):
+    """A field's value is not of its data type; the message names the field."""
+
+
+def parse_ts(value: str, where: str) -> datetime | None:
+    """HL7 TS/DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as a naive local datetime."""
+    if not value:
+        return None
+    core = value.split("+", 1)[0].split("-", 1)[0].split(".", 1)[0]
+    formats = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 10: "%Y%m%d%H", 8: "%Y%m%d"}
+    fmt = formats.get(len(core))
+    try:
+        if fmt is None:
+            raise ValueError
+        return datetime.strptime(core, fmt)
+    except ValueError:
+        raise FieldError(f"{where}: {value!r} is not a valid date/time") from None
+
+
+def parse_date(value: str, where: str) -> str:
+    """HL7 DT/TS as a DICOM DA string (YYYYMMDD), '' when empty."""
+    stamp = parse_ts(value[:8], where) if value else None
+    return stamp.strftime("%Y%m%d") if stamp else ""
+
+
+def xpn(msg: Message, segment: list[str] | None, number: int, rep: int = 1) -> PersonName:
+    """An XPN (family^given^middle^suffix^prefix) as a PersonName."""
+    return PersonName(
+        family=msg.field(segment, number, rep, 1, 1),  # FN.1 surname (v2.4+ has subcomponents)
+        given=msg.field(segment, number, rep, 2),
+        middle=msg.field(segment, number, rep, 3),
+        suffix=msg.field(segment, number, rep, 4),
+        prefix=msg.field(segment, number, rep, 5),
+    )
+
+
+def xcn_as_pn(msg: Message, segment: list[str] | None, number: int) -> str:
+    """An XCN (id^family^given^middle^suffix^prefix) as a DICOM PN value."""
+    name = PersonName(
+        family=msg.field(segment, number, 1, 2, 1), given=msg.field(segment, number, 1, 3),
+        middle=msg.field(segment, number, 1, 4), suffix=msg.field(segment, number, 1, 5),
+        prefix=msg.field(segment, number, 1, 6))
+    return name.alphabetic()
+
+
+def cx_list(msg: Message, segment: list[str] | None, number: int) -> list[Identifier]:
+    """All repetitions of a CX field (id^check^scheme^authority^type)."""
+    result = []
+    for rep in range(1, msg.repetitions(segment, number) + 1):
+        value = msg.field(segment, number, rep, 1)
+        if value:
+            result.append(Identifier(value=value, issuer=msg.field(segment, number, rep, 4, 1),
+                                     type_code=msg.field(segment, number, rep, 5)))
+    return result
+
+
+def dicom_sex(value: str) -> str:
+    """HL7 administrative sex (table 0001) as DICOM PatientSex (M, F, O or empty)."""
+    value = value.upper()[:1]
+    return value if value in ("M", "F") else ("O" if value in ("O", "A", "N") else "")
+
+
+# HL7 priority (TQ-6, table 0027) -> DICOM RequestedProcedurePriority (PS3.3 C.4.11).
+_PRIORITIES = {"S": "STAT", "A": "HIGH", "T": "HIGH", "R": "ROUTINE", "P": "MEDIUM",
+               "C": "MEDIUM", "PRN": "LOW"}
+
+
+def dicom_priority(value: str) -> str:
+    """HL7 TQ priority as a DICOM priority word; empty stays empty."""
+    return _PRIORITIES.get(value.upper(), _PRIORITIES.get(value.upper()[:1], "")) if value else ""

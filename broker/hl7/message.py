@@ -1,0 +1,181 @@
+"""A small, fast HL7 v2 reader: segments, fields, repetitions, components, by 1-based address.
+
+hl7apy's full parse costs ~10 ms per ORM; the intake path only needs field access, so it reads
+the message with its own separators and leaves validation to the mapping.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+class Hl7ParseError(ValueError):
+    """The bytes are not an HL7 v2 message; the message says what is wrong."""
+
+
+# MSH-18 values (HL7 v2 table 0211) -> Python codecs.
+CHARSETS = {
+    "": "ascii", "ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8", "UNICODE": "utf-8", "UTF-8": "utf-8",
+}
+
+
+def decode(raw: bytes) -> str:
+    """Decode message bytes with the character set named in MSH-18."""
+    charset = _msh18(raw)
+    codec = CHARSETS.get(charset.upper())
+    if codec is None:
+        raise Hl7ParseError(f"unsupported character set in MSH-18: {charset!r}")
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        # Senders often label Latin-1 or UTF-8 data as ASCII; try UTF-8, then Latin-1 (never fails).
+        if codec == "ascii":
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return raw.decode("latin-1")
+        raise Hl7ParseError(f"message bytes are not valid {charset}") from None
+
+
+def _msh18(raw: bytes) -> str:
+    if not raw.startswith(b"MSH") or len(raw) < 8:
+        raise Hl7ParseError("message does not start with an MSH segment")
+    field_sep = raw[3:4]
+    msh = raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = msh.split(field_sep)
+    # fields[0] is "MSH", fields[1] is MSH-2; so MSH-n is fields[n-1].
+    value = fields[17] if len(fields) > 17 else b""
+    return value.split(raw[4:5] or b"^", 1)[0].decode("ascii", "replace").strip()
+
+
+@dataclass(frozen=True)
+class Separators:
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+
+class Message:
+    """An HL7 v2 message read for field access: `msg.get("PID", 3, rep=1, comp=1)`."""
+
+    def __init__(self, text: str) -> None:
+        if not text.startswith("MSH") or len(text) < 8:
+            raise Hl7ParseError("message does not start with an MSH segment")
+        enc = text[4:8]
+        self.sep = Separators(text[3], enc[0], enc[1] if len(enc) > 1 else "~",
+                              enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
+        lines = [s for s in re.split(r"\r\n|\r|\n", text) if s.strip()]
+        self.segments: list[tuple[str, list[str]]] = []
+        for line in lines:
+            fields = line.split(self.sep.field)
+            name = fields[0]
+            if len(name) != 3 or not name.isalnum():
+                raise Hl7ParseError(f"bad segment name {name[:10]!r}")
+            if name == "MSH":
+                # MSH-1 is the field separator itself; shift so fields[n] is MSH-n.
+                fields = ["MSH", self.sep.field] + fields[1:]
+            self.segments.append((name, fields))
+        msh = self.segments[0][1]
+        self._msh = msh
+
+    def segments_named(self, name: str) -> list[list[str]]:
+        """All segments with this name, in order, each a list indexed by field number."""
+        return [fields for seg, fields in self.segments if seg == name]
+
+    def segment(self, name: str) -> list[str] | None:
+        """The first segment with this name, or None."""
+        for seg, fields in self.segments:
+            if seg == name:
+                return fields
+        return None
+
+    def field(self, fields: list[str] | None, number: int, rep: int = 1, comp: int = 1,
+              sub: int = 1, raw: bool = False) -> str:
+        """One value of a segment by 1-based field, repetition, component and subcomponent."""
+        if fields is None or number >= len(fields):
+            return ""
+        value = fields[number]
+        if fields[0] == "MSH" and number in (1, 2):
+            return value
+        reps = value.split(self.sep.repetition)
+        if rep > len(reps):
+            return ""
+        comps = reps[rep - 1].split(self.sep.component)
+        if comp > len(comps):
+            return ""
+        subs = comps[comp - 1].split(self.sep.subcomponent)
+        if sub > len(subs):
+            return ""
+        text = subs[sub - 1]
+        return text if raw else self.unescape(text)
+
+    def repetitions(self, fields: list[str] | None, number: int) -> int:
+        """How many repetitions a field carries (0 when empty)."""
+        if fields is None or number >= len(fields) or not fields[number]:
+            return 0
+        return len(fields[number].split(self.sep.repetition))
+
+    def get(self, segment: str, number: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+        """A value of the first segment named `segment`."""
+        return self.field(self.segment(segment), number, rep, comp, sub)
+
+    def unescape(self, text: str) -> str:
+        """Decode HL7 escape sequences (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh..\\)."""
+        esc = self.sep.escape
+        if esc not in text:
+            return text
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            end = text.find(esc, i + 1) if ch == esc else -1
+            if ch != esc or end < 0:
+                out.append(ch)
+                i += 1
+                continue
+            code = text[i + 1:end]
+            out.append(self._escape_value(code))
+            i = end + 1
+        return "".join(out)
+
+    def _escape_value(self, code: str) -> str:
+        sep = self.sep
+        simple = {"F": sep.field, "S": sep.component, "T": sep.subcomponent,
+                  "R": sep.repetition, "E": sep.escape}
+        if code in simple:
+            return simple[code]
+        if code.startswith("X") and len(code) > 1:
+            try:
+                return bytes.fromhex(code[1:]).decode("latin-1")
+            except ValueError:
+                pass
+        if code in {"H", "N"}:  # highlighting on/off: formatting only
+            return ""
+        return f"{sep.escape}{code}{sep.escape}"  # unknown: keep as sent
+
+    # Header fields every handler needs.
+    @property
+    def message_type(self) -> str:
+        code, event = self.get("MSH", 9, comp=1), self.get("MSH", 9, comp=2)
+        return f"{code}^{event}" if event else code
+
+    @property
+    def control_id(self) -> str:
+        return self.get("MSH", 10)
+
+    @property
+    def version(self) -> str:
+        return self.get("MSH", 12)
+
+    @property
+    def sender(self) -> str:
+        """MSH-3 sending application and MSH-4 sending facility, as one key."""
+        return f"{self.get('MSH', 3)}|{self.get('MSH', 4)}"
+
+
+def parse(raw: bytes) -> Message:
+    """Decode and read a message, or raise Hl7ParseError."""
+    return Message(decode(raw))

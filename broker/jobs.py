@@ -1,0 +1,29 @@
+"""APScheduler jobs that run inside `broker serve`."""
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine, text
+
+from broker.config import Settings
+from broker.store.db import is_sqlite
+
+log = logging.getLogger(__name__)
+
+
+def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
+    """The scheduler with every job this configuration needs; not started."""
+    scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
+    if is_sqlite(engine):
+        scheduler.add_job(checkpoint_wal, "interval", minutes=10, args=[engine],
+                          id="sqlite-wal-checkpoint")
+    return scheduler
+
+
+def checkpoint_wal(engine: Engine) -> None:
+    """Fold SQLite's write-ahead log back into the database so it does not grow without bound."""
+    with engine.connect() as conn:
+        busy, pages, moved = conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+    if busy:
+        log.debug("wal checkpoint: readers busy, %s of %s pages moved", moved, pages)

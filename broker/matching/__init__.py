@@ -1,0 +1,1 @@
+"""Patient identity reconciliation: normalisation, candidate search, scoring, the review queue."""

@@ -1,0 +1,1 @@
+"""Study-available notifications: outbox, triggers, senders, retry policy."""

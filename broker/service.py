@@ -1,0 +1,127 @@
+"""Composition root of `broker serve`: store, MLLP, DICOM, web and scheduler in one process."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from broker.admin import create_app
+from broker.clock import uid_factory
+from broker.config import Settings
+from broker.dicom.scp import start_dicom_server
+from broker.hl7.handlers import HANDLERS
+from broker.hl7.intake import Hl7Intake, IntakeContext
+from broker.hl7.server import MllpServer
+from broker.jobs import build_scheduler
+from broker.mapping.procedures import load_procedures
+from broker.resources import mappings_dir
+from broker.store.db import make_engine, make_session_factory
+from broker.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Listeners:
+    """Bound addresses, known once start() has returned (port 0 picks a free port)."""
+    hl7: tuple[str, int] | None = None
+    dicom: tuple[str, int] | None = None
+    web: tuple[str, int] | None = None
+
+    def described(self) -> list[tuple[str, str]]:
+        return [(name, f"{addr[0]}:{addr[1]}") for name, addr in
+                (("HL7 MLLP", self.hl7), ("DICOM", self.dicom), ("web", self.web)) if addr]
+
+
+def build_intake(settings: Settings, sessions: sessionmaker[Session]) -> Hl7Intake:
+    """The HL7 intake with the site's mappings, validated now so bad files stop start-up."""
+    procedures = load_procedures(mappings_dir() / "procedures.toml")
+    return Hl7Intake(sessions, IntakeContext(
+        procedures=procedures, new_uid=uid_factory(settings.uid.root),
+        patient_id_issuer=settings.hl7.patient_id_issuer), HANDLERS)
+
+
+@dataclass
+class Broker:
+    """Every listener of the broker, started and stopped together."""
+    settings: Settings
+    engine: Engine = field(init=False)
+    sessions: sessionmaker[Session] = field(init=False)
+    listeners: Listeners = field(default_factory=Listeners)
+
+    def __post_init__(self) -> None:
+        self.engine = make_engine(self.settings.database_url, self.settings.database.echo)
+        self.sessions = make_session_factory(self.engine)
+        self._stop_callbacks: list = []
+        self._migrated = False
+        self.intake = build_intake(self.settings, self.sessions)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (once per Broker)."""
+        if not self._migrated:
+            upgrade(self.engine)
+            self._migrated = True
+
+    def start(self) -> Listeners:
+        """Migrate the store, then open every enabled listener."""
+        self.migrate()
+        if self.settings.hl7.enabled:
+            self._start_mllp(self.intake)
+        if self.settings.dicom.enabled:
+            server = start_dicom_server(self.settings.dicom, self.settings.worklist, self.sessions)
+            self.listeners.dicom = server.server_address[:2]
+            self._stop_callbacks.append(server.shutdown)
+        if self.settings.web.enabled:
+            self._start_web()
+        scheduler = build_scheduler(self.settings, self.engine)
+        scheduler.start()
+        self._stop_callbacks.append(lambda: scheduler.shutdown(wait=False))
+        for name, address in self.listeners.described():
+            log.info("%s listening on %s", name, address)
+        return self.listeners
+
+    def stop(self) -> None:
+        """Close listeners in reverse order of opening; safe to call twice."""
+        while self._stop_callbacks:
+            callback = self._stop_callbacks.pop()
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - keep closing the rest
+                log.exception("error while stopping")
+        self.engine.dispose()
+
+    def _start_mllp(self, intake: Hl7Intake) -> None:
+        # SQLite has one writer: one database thread serialises writes without lock contention.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hl7-db")
+        loop = asyncio.new_event_loop()
+        server = MllpServer(intake, self.settings.hl7, executor)
+        thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
+        thread.start()
+        self.listeners.hl7 = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+
+        def stop() -> None:
+            asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            executor.shutdown(wait=True)
+        self._stop_callbacks.append(stop)
+
+    def _start_web(self) -> None:
+        app = create_app(self.sessions)
+        server: BaseWSGIServer = make_server(self.settings.web.host, self.settings.web.port, app,
+                                             threaded=True)
+        self.listeners.web = server.server_address[:2]
+        app.config["BROKER_LISTENERS"] = self.listeners.described()
+        thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            server.shutdown()
+            thread.join(10)
+        self._stop_callbacks.append(stop)

@@ -1,0 +1,1 @@
+"""The scheduling store: SQLAlchemy models, sessions, repositories, Alembic migrations."""

@@ -1,0 +1,286 @@
+"""SQLAlchemy 2 models of the scheduling store (DESIGN.md, "Data model").
+
+Columns the worklist is searched on are plain indexed columns, so a C-FIND is one indexed query.
+Timestamps of record keeping are naive UTC; scheduled start times are the site's local time,
+as DICOM DA/TM values are.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+    Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from broker.clock import utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+_utcnow = utcnow
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(324), default="")  # full DICOM PN value
+    family_name: Mapped[str] = mapped_column(String(64), default="")
+    given_name: Mapped[str] = mapped_column(String(64), default="")
+    middle_name: Mapped[str] = mapped_column(String(64), default="")
+    name_prefix: Mapped[str] = mapped_column(String(64), default="")
+    name_suffix: Mapped[str] = mapped_column(String(64), default="")
+    # Upper-case alphabetic PN group: what case-insensitive PatientName matching runs on.
+    name_key: Mapped[str] = mapped_column(String(324), default="", index=True)
+    birth_date: Mapped[str] = mapped_column(String(8), default="", index=True)
+    sex: Mapped[str] = mapped_column(String(1), default="")
+    address: Mapped[str] = mapped_column(String(255), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+    identifiers: Mapped[list[PatientIdentifier]] = relationship(
+        back_populates="patient", order_by="PatientIdentifier.id")
+    orders: Mapped[list[Order]] = relationship(back_populates="patient")
+
+
+class PatientIdentifier(Base):
+    __tablename__ = "patient_identifier"
+    __table_args__ = (UniqueConstraint("value", "issuer", name="uq_patient_identifier_value_issuer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    value: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    type_code: Mapped[str] = mapped_column(String(16), default="")
+
+    patient: Mapped[Patient] = relationship(back_populates="identifiers")
+
+
+class PatientBlockKey(Base):
+    """Blocking keys for candidate search: several per patient, each indexed."""
+    __tablename__ = "patient_block_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    key: Mapped[str] = mapped_column(String(96), index=True)
+
+
+class Order(Base):
+    __tablename__ = "imaging_order"
+    __table_args__ = (
+        UniqueConstraint("accession_number", "accession_issuer", name="uq_imaging_order_accession"),
+        UniqueConstraint("placer_order_number", "placer_issuer", name="uq_imaging_order_placer"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    placer_order_number: Mapped[str | None] = mapped_column(String(64))
+    placer_issuer: Mapped[str] = mapped_column(String(64), default="")
+    filler_order_number: Mapped[str | None] = mapped_column(String(64))
+    filler_issuer: Mapped[str] = mapped_column(String(64), default="")
+    # NULL, not "", when absent: unique constraints ignore NULLs.
+    accession_number: Mapped[str | None] = mapped_column(String(16), index=True)
+    accession_issuer: Mapped[str] = mapped_column(String(64), default="")
+    priority: Mapped[str] = mapped_column(String(16), default="")
+    referring_physician: Mapped[str] = mapped_column(String(324), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="SCHEDULED", index=True)
+    source_channel: Mapped[str] = mapped_column(String(16), default="")
+    source_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="orders")
+    procedures: Mapped[list[RequestedProcedure]] = relationship(
+        back_populates="order", order_by="RequestedProcedure.id")
+
+
+class RequestedProcedure(Base):
+    __tablename__ = "requested_procedure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("imaging_order.id"), index=True)
+    procedure_id: Mapped[str] = mapped_column(String(16))
+    code_value: Mapped[str] = mapped_column(String(64), default="")
+    code_scheme: Mapped[str] = mapped_column(String(64), default="")
+    code_meaning: Mapped[str] = mapped_column(String(64), default="")
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+
+    order: Mapped[Order] = relationship(back_populates="procedures")
+    steps: Mapped[list[ScheduledStep]] = relationship(
+        back_populates="procedure", order_by="ScheduledStep.id")
+
+
+class ScheduledStep(Base):
+    __tablename__ = "scheduled_step"
+    __table_args__ = (Index("ix_scheduled_step_status_start", "status", "start_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_procedure_id: Mapped[int] = mapped_column(
+        ForeignKey("requested_procedure.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16), default="", index=True)
+    # Backslash-joined as DICOM shows it; step_station_ae holds one indexed row per title.
+    station_ae_title: Mapped[str] = mapped_column(String(170), default="")
+    station_name: Mapped[str] = mapped_column(String(64), default="")
+    location: Mapped[str] = mapped_column(String(64), default="")
+    start_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    performing_physician: Mapped[str] = mapped_column(String(324), default="")
+    description: Mapped[str] = mapped_column(String(64), default="")
+    protocol_codes: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="SCHEDULED")
+    # Attributes carried by an imported worklist file that have no column of their own.
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+    procedure: Mapped[RequestedProcedure] = relationship(back_populates="steps")
+    stations: Mapped[list[StepStationAE]] = relationship(
+        back_populates="step", cascade="all, delete-orphan")
+
+
+class StepStationAE(Base):
+    __tablename__ = "step_station_ae"
+
+    step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_step.id"), primary_key=True)
+    ae_title: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+
+    step: Mapped[ScheduledStep] = relationship(back_populates="stations")
+
+
+class PerformedStep(Base):
+    __tablename__ = "performed_step"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    station_ae_title: Mapped[str] = mapped_column(String(16), default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    unscheduled: Mapped[bool] = mapped_column(Boolean, default=False)
+    discontinuation_reason: Mapped[str] = mapped_column(String(64), default="")
+    dataset: Mapped[dict[str, Any]] = mapped_column(default=dict)  # DICOM JSON as received
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+
+class PerformedStepLink(Base):
+    """Which scheduled steps an MPPS covers (one MPPS may cover several; several may share one)."""
+    __tablename__ = "performed_step_link"
+
+    performed_step_id: Mapped[int] = mapped_column(
+        ForeignKey("performed_step.id"), primary_key=True)
+    scheduled_step_id: Mapped[int] = mapped_column(
+        ForeignKey("scheduled_step.id"), primary_key=True, index=True)
+
+
+class InboundMessage(Base):
+    """Every message received, raw, stored before it is acknowledged."""
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        UniqueConstraint("channel", "sender", "control_id", name="uq_inbound_message_resend"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))       # hl7, fhir
+    sender: Mapped[str] = mapped_column(String(255), default="")
+    control_id: Mapped[str | None] = mapped_column(String(199))
+    message_type: Mapped[str] = mapped_column(String(32), default="")
+    peer: Mapped[str] = mapped_column(String(64), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="RECEIVED", index=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    ack: Mapped[bytes | None] = mapped_column(LargeBinary)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Notification(Base):
+    """Outbox row: written in the transaction of the change that causes it."""
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    ordering_key: Mapped[str] = mapped_column(String(128), default="", index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class MatchCandidate(Base):
+    __tablename__ = "match_candidate"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incoming_patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    candidate_patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    total_score: Mapped[float] = mapped_column(Float)
+    field_scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    source: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(16), default="OPEN", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    resolved_by: Mapped[str] = mapped_column(String(64), default="")
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class PatientMerge(Base):
+    """A merge, recorded exactly enough to undo it."""
+    __tablename__ = "patient_merge"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    merged_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)  # ids of rows that changed patient
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)

@@ -63,6 +63,24 @@ class WorklistSettings:
     max_results: int = 0
     # Match PN keys case-insensitively (PS3.4 C.2.2.2.1 leaves this to the SCP).
     case_insensitive_names: bool = True
+    # Housekeeping (issue 5). Cancel steps still SCHEDULED this many days after their start;
+    # 0: never (opt-in).
+    auto_cancel_after_days: int = 0
+    # Delete finished orders (completed, discontinued, canceled) and their performed steps this
+    # many days after they finished; 0: keep for ever (opt-in).
+    purge_after_days: int = 0
+    housekeeping_interval_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
+class MppsSettings:
+    # DICOM peers (a PACS, a RIS) every MPPS N-CREATE/N-SET is forwarded to, as AE@host:port.
+    forward_to: tuple[str, ...] = ()
+    forward_calling_ae_title: str = "BROKER"
+    forward_interval_seconds: float = 10.0
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    max_attempts: int = 0  # 0: retry until delivered
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
     uid: UidSettings = field(default_factory=UidSettings)
+    mpps: MppsSettings = field(default_factory=MppsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -203,5 +222,20 @@ def _validate(section: str, settings: Any) -> None:
             raise ConfigError(f"dicom.ae_title: {title!r} is not a valid AE title (1-16 ASCII characters)")
     if section == "hl7" and settings.max_message_bytes < 1024:
         raise ConfigError("hl7.max_message_bytes: must be at least 1024")
+    if section == "mpps":
+        for peer in settings.forward_to:
+            if parse_peer(peer) is None:
+                raise ConfigError(f"mpps.forward_to: {peer!r} is not AE_TITLE@host:port")
     if section == "logging" and settings.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"logging.level: {settings.level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+
+
+def parse_peer(text: str) -> tuple[str, str, int] | None:
+    """'AE@host:port' as (ae_title, host, port), or None when malformed."""
+    title, at, address = text.partition("@")
+    host, colon, port = address.rpartition(":")
+    if not (at and colon and title and host and port.isdigit()) or len(title) > 16:
+        return None
+    if not 0 < int(port) <= 65535:
+        return None
+    return title, host, int(port)

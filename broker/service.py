@@ -74,7 +74,8 @@ class Broker:
         if self.settings.hl7.enabled:
             self._start_mllp(self.intake)
         if self.settings.dicom.enabled:
-            server = start_dicom_server(self.settings.dicom, self.settings.worklist, self.sessions)
+            server = start_dicom_server(self.settings.dicom, self.settings.worklist, self.sessions,
+                                        mpps_settings=self.settings.mpps)
             self.listeners.dicom = server.server_address[:2]
             self._stop_callbacks.append(server.shutdown)
         if self.settings.web.enabled:

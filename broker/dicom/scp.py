@@ -1,4 +1,4 @@
-"""The broker's DICOM AE: composition root for Verification and Modality Worklist C-FIND."""
+"""The broker's DICOM AE: composition root for Verification, Modality Worklist C-FIND and MPPS."""
 from __future__ import annotations
 
 import logging
@@ -8,10 +8,12 @@ from typing import Iterator
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
+from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.config import DicomSettings, WorklistSettings
+from broker.config import DicomSettings, MppsSettings, WorklistSettings
+from broker.dicom import mpps
 from broker.dicom.matching import InvalidQuery
 from broker.dicom.worklist import find_items, full_item, needs_unicode, project
 
@@ -36,11 +38,13 @@ def build_ae(settings: DicomSettings) -> AE:
         ae.require_calling_aet = list(settings.allowed_calling_ae_titles)
     for sop_class in (Verification, ModalityWorklistInformationFind):
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    ae.add_supported_context(ModalityPerformedProcedureStep, TRANSFER_SYNTAXES)  # PS3.4 F.7
     return ae
 
 
 def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
-                       session_factory: sessionmaker[Session]) -> ThreadedAssociationServer:
+                       session_factory: sessionmaker[Session],
+                       mpps_settings: MppsSettings | None = None) -> ThreadedAssociationServer:
     """Start serving in background threads; returns the server (its address, shutdown())."""
     ae = build_ae(settings)
     handlers = [
@@ -50,6 +54,7 @@ def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
         (evt.EVT_REJECTED, log_rejected),
         (evt.EVT_ABORTED, log_aborted),
     ]
+    handlers += mpps.bound_handlers(session_factory, mpps_settings or MppsSettings())
     return ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
 
 

@@ -180,6 +180,9 @@ class PerformedStep(Base):
     unscheduled: Mapped[bool] = mapped_column(Boolean, default=False)
     discontinuation_reason: Mapped[str] = mapped_column(String(64), default="")
     dataset: Mapped[dict[str, Any]] = mapped_column(default=dict)  # DICOM JSON as received
+    # What was performed, read from the dataset: series with image counts, protocols, dose.
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    calling_ae_title: Mapped[str] = mapped_column(String(16), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
 

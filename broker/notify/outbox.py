@@ -1,0 +1,80 @@
+"""The durable outbox: rows written with the change that causes them, delivered with backoff.
+
+A worker claims a due row by pushing its next attempt past a lease (so a crash mid-delivery
+only delays it), delivers it outside the transaction, then marks it delivered or reschedules
+it. Rows of one ordering key go out oldest first: a later row waits for the earlier one.
+On PostgreSQL several workers share the table with FOR UPDATE SKIP LOCKED (DESIGN.md, "Scale").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.orm import Session, aliased
+
+from broker.clock import utcnow
+from broker.store.models import Notification
+
+PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: base * 2^(attempts-1), capped; max_attempts 0 retries for ever."""
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+    max_attempts: int = 0
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1)))
+
+
+def enqueue(session: Session, destination: str, kind: str, payload: bytes,
+            ordering_key: str = "") -> Notification:
+    """Add a notification to the session's transaction (committed with its cause)."""
+    row = Notification(destination=destination, kind=kind, payload=payload,
+                       ordering_key=ordering_key, status=PENDING, next_attempt_at=utcnow())
+    session.add(row)
+    return row
+
+
+def claim_due(session: Session, kinds: tuple[str, ...], limit: int = 20,
+              now: datetime | None = None) -> list[Notification]:
+    """Claim up to `limit` due rows of `kinds` whose earlier rows of the same key are done."""
+    now = now or utcnow()
+    earlier = aliased(Notification)
+    blocked = exists().where(and_(earlier.ordering_key == Notification.ordering_key,
+                                  earlier.destination == Notification.destination,
+                                  earlier.ordering_key != "",
+                                  earlier.status == PENDING, earlier.id < Notification.id))
+    stmt = (select(Notification)
+            .where(Notification.status == PENDING, Notification.next_attempt_at <= now,
+                   Notification.kind.in_(kinds), ~blocked)
+            .order_by(Notification.id).limit(limit))
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update(skip_locked=True, of=Notification)
+    rows = list(session.scalars(stmt))
+    for row in rows:
+        row.attempts += 1
+        row.next_attempt_at = now + LEASE
+    return rows
+
+
+def mark_delivered(row: Notification, now: datetime | None = None) -> None:
+    """The peer accepted the notification."""
+    row.status = DELIVERED
+    row.delivered_at = now or utcnow()
+    row.last_error = ""
+
+
+def mark_failed(row: Notification, error: str, policy: RetryPolicy, permanent: bool = False,
+                now: datetime | None = None) -> None:
+    """Reschedule after a failure, or give up when permanent or out of attempts (kept, visible)."""
+    now = now or utcnow()
+    row.last_error = error[:2000]
+    if permanent or (policy.max_attempts and row.attempts >= policy.max_attempts):
+        row.status = FAILED
+        return
+    row.next_attempt_at = now + policy.delay(row.attempts)

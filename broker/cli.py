@@ -11,6 +11,7 @@ from pathlib import Path
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
 from broker.mapping.procedures import MappingError
+from broker.workflow_commands import add_commands as add_workflow_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                                description="Send the sample HL7 orders of fixtures/demo through "
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
+    add_workflow_commands(commands, common)
     return parser
 
 

@@ -7,7 +7,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
 
 from broker.config import Settings
-from broker.store.db import is_sqlite
+from broker.store.db import is_sqlite, make_session_factory
+from broker.workflow_jobs import add_workflow_jobs
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
     if is_sqlite(engine):
         scheduler.add_job(checkpoint_wal, "interval", minutes=10, args=[engine],
                           id="sqlite-wal-checkpoint")
+    add_workflow_jobs(scheduler, settings, make_session_factory(engine))
     return scheduler
 
 

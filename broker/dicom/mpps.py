@@ -50,13 +50,20 @@ def _writer(sessions: sessionmaker[Session]):
     return _sqlite_writer if bind is not None and bind.dialect.name == "sqlite" else nullcontext()
 
 
-def _status(problem: AttributeProblem) -> Dataset:
-    """A failure status with Error Comment and Attribute Identifier List (PS3.7 C.4)."""
+def _status(kind: str, problem: AttributeProblem) -> Dataset:
+    """A failure status naming the offending tags (PS3.7 C.4).
+
+    N-SET-RSP carries an Attribute Identifier List (0000,1005); N-CREATE-RSP has no such field
+    (PS3.7 10.3.5), so there the tags lead the Error Comment, e.g. "(0040,0241) missing ...".
+    """
     status = Dataset()
     status.Status = problem.status
-    status.ErrorComment = problem.comment[:64]
-    if problem.tags:
+    if kind == "N-SET" and problem.tags:
         status.AttributeIdentifierList = problem.tags
+        status.ErrorComment = problem.comment[:64]
+    else:
+        tags = " ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in problem.tags)
+        status.ErrorComment = f"{tags} {problem.comment}".strip()[:64]
     return status
 
 
@@ -191,7 +198,7 @@ def _refuse(kind: str, calling: str, uid: str, raw: bytes, problem: AttributePro
             _inbound(session, kind, calling, uid, raw, "REJECTED", str(problem))
     except Exception:  # noqa: BLE001 - the answer still goes out
         log.exception("dicom %s from %s: could not keep the refused request", kind, calling)
-    return _status(problem)
+    return _status(kind, problem)
 
 
 def bound_handlers(sessions: sessionmaker[Session], settings: MppsSettings) -> list[Any]:

@@ -74,6 +74,7 @@ def forward_due(sessions: sessionmaker[Session], settings: MppsSettings, limit: 
                          settings.max_attempts)
     with sessions.begin() as session:
         claimed = [(row.id, row) for row in claim_due(session, FORWARD_KINDS, limit)]
+        session.flush()  # the lease and attempt count are committed before anything is sent
         session.expunge_all()
     delivered = 0
     for row_id, row in claimed:

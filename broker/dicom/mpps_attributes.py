@@ -79,7 +79,9 @@ def _has_value(ds: Dataset, keyword: str) -> bool:
         return False
     if isinstance(value, str):
         return bool(value.strip())
-    return len(str(value)) > 0 if not hasattr(value, "__len__") else len(value) > 0
+    if hasattr(value, "__len__"):  # sequences, multi-values, PN
+        return len(value) > 0
+    return True  # a number
 
 
 def _require(ds: Dataset, type_1: tuple[str, ...], type_2: tuple[str, ...], where: str) -> None:

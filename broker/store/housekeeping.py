@@ -20,10 +20,13 @@ FINISHED_ORDER_STATUSES = ("COMPLETED", "DISCONTINUED", "CANCELED")
 def cancel_stale_steps(session: Session, now: datetime, days: int, limit: int = 500) -> int:
     """Cancel steps still SCHEDULED `days` after their start (site local time); returns the count."""
     cutoff = now - timedelta(days=days)
-    steps = list(session.scalars(
-        select(ScheduledStep).where(ScheduledStep.status == "SCHEDULED",
-                                    ScheduledStep.start_at < cutoff)
-        .order_by(ScheduledStep.id).limit(limit)))
+    stmt = (select(ScheduledStep).where(ScheduledStep.status == "SCHEDULED",
+                                        ScheduledStep.start_at < cutoff)
+            .order_by(ScheduledStep.id).limit(limit))
+    if session.get_bind().dialect.name != "sqlite":
+        # Several `broker serve` processes run this job: each step is canceled by one of them.
+        stmt = stmt.with_for_update(skip_locked=True)
+    steps = list(session.scalars(stmt))
     lock_orders(session, [order_of(s).id for s in steps])
     for step in steps:
         transition_step(session, step, StepEvent.CANCEL, ACTOR,

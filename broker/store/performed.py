@@ -74,6 +74,7 @@ def start_performed_step(session: Session, report: PerformedReport, actor: str) 
         unscheduled=not steps, dataset=report.dataset, summary=report.summary)
     if steps:
         row.patient_id = order_of(steps[0]).patient_id
+        _check_patient(session, report, steps, actor)
     elif report.patient is not None:
         # Unscheduled: the demographics go through the one patient entry point, where
         # reconciliation decides whether they belong to a known patient.
@@ -85,6 +86,26 @@ def start_performed_step(session: Session, report: PerformedReport, actor: str) 
                  steps=[s.id for s in steps])
     _link_and_start(session, row, steps, actor)
     return row
+
+
+def _check_patient(session: Session, report: PerformedReport, steps: list[ScheduledStep],
+                   actor: str) -> None:
+    """Flag an MPPS whose patient ID is not the order's (a wrong worklist entry picked?).
+
+    The link stands (the modality named the step); the order's history says what differs so an
+    admin can move the performed step with attach_performed_step.
+    """
+    if report.patient is None or not report.patient.identifiers:
+        return
+    sent = {i.value for i in report.patient.identifiers}
+    for order in {order_of(s).id: order_of(s) for s in steps}.values():
+        known = {i.value for i in order.patient.identifiers}
+        if known and not sent & known:
+            log.warning("mpps %s: patient ID differs from order %s", report.sop_instance_uid,
+                        order.id)
+            record_event(session, actor, "mpps patient mismatch", "order", order.id,
+                         mpps=report.sop_instance_uid, mpps_patient_id=sorted(sent),
+                         order_patient_ids=sorted(known))
 
 
 def _link_and_start(session: Session, row: PerformedStep, steps: list[ScheduledStep],

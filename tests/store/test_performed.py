@@ -2,6 +2,7 @@
 import pytest
 
 from broker.domain.mpps import PerformedReport, PerformedStatus, ScheduledReference
+from broker.domain.records import Identifier, PatientRecord
 from broker.store.models import Order, ScheduledStep
 from broker.store.performed import match_references, start_performed_step
 from broker.store.steps import order_history
@@ -37,3 +38,17 @@ def test_mpps_for_a_canceled_step_is_linked_and_the_refusal_recorded(sessions):
         assert session.get(ScheduledStep, order["steps"][0]).status == "CANCELED"
         (event,) = order_history(session, order["order"])
         assert event.action == "step unchanged" and "CANCELED" in event.detail["reason"]
+
+
+@pytest.mark.parametrize("patient_id, flagged", [("778899", False), ("OTHER-1", True)])
+def test_mpps_with_another_patient_id_is_linked_and_flagged(sessions, patient_id, flagged):
+    order = schedule(sessions, 4)
+    report = PerformedReport("1.2.3.4", PerformedStatus.IN_PROGRESS, modality="CT",
+                             references=(ScheduledReference(accession_number="ACC4"),),
+                             patient=PatientRecord((Identifier(patient_id, "STMARYS"),)))
+    with sessions.begin() as session:
+        assert start_performed_step(session, report, "dicom:CT1").patient_id == order["patient"]
+    with sessions() as session:
+        actions = [e.action for e in order_history(session, order["order"])]
+    assert ("mpps patient mismatch" in actions) is flagged
+    assert "step start" in actions

@@ -53,7 +53,9 @@ def run(iterations: int, client_nodelay: bool = False) -> list[str]:
     engine = make_engine(url)
     upgrade(engine)
     sessions = make_session_factory(engine)
-    orders = [schedule(sessions, 100000 + n) for n in range(iterations)]
+    # New order numbers on every run, so a reused database (BROKER_DATABASE_URL) works too.
+    first = time.time_ns() // 10**6 % 10**5 * 1000
+    orders = [schedule(sessions, first + n) for n in range(iterations)]
     server = start_dicom_server(DicomSettings(port=0), WorklistSettings(), sessions, MppsSettings())
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(Verification)

@@ -102,7 +102,7 @@ def _tags(status):
     value = status.get("AttributeIdentifierList")
     if value is None:
         return []
-    return [int(t) for t in (value if isinstance(value, list) or hasattr(value, "__iter__") else [value])]
+    return [int(t) for t in (value if hasattr(value, "__iter__") else [value])]
 
 
 ERROR_CASES = [

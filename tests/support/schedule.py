@@ -25,7 +25,7 @@ def schedule(sessions: sessionmaker[Session], n: int, patient_id: str = "778899"
                                      study_instance_uid=f"1.2.826.0.1.{n}", steps=steps),))
     with sessions.begin() as session:
         order = create_order(session, request, lambda: "unused", "test")
-        step_ids = [s.id for s in order.procedures[0].steps]
-        return {"order": order.id, "steps": step_ids, "study": f"1.2.826.0.1.{n}",
-                "accession": f"ACC{n}", "rp": f"RP{n}", "sps": [s.step_id for s in order.procedures[0].steps],
+        steps = order.procedures[0].steps
+        return {"order": order.id, "steps": [s.id for s in steps], "study": f"1.2.826.0.1.{n}",
+                "accession": f"ACC{n}", "rp": f"RP{n}", "sps": [s.step_id for s in steps],
                 "patient": order.patient_id}

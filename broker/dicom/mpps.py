@@ -105,6 +105,7 @@ def handle_n_create(event: evt.Event, sessions: sessionmaker[Session],
             DUPLICATE_SOP_INSTANCE, "MPPS SOP Instance already exists"), sessions), None
     except Exception:  # noqa: BLE001 - answer and keep serving; the cause is logged
         log.exception("dicom N-CREATE from %s: cannot process MPPS %s", calling, uid)
+        raw = raw or _encoded(event.request, "AttributeList")
         return _refuse("N-CREATE", calling, uid, raw, AttributeProblem(
             PROCESSING_FAILURE, "cannot process the attribute list"), sessions), None
     log.info("dicom N-CREATE from %s: MPPS %s IN PROGRESS%s", calling, uid,
@@ -152,6 +153,7 @@ def handle_n_set(event: evt.Event, sessions: sessionmaker[Session],
         return _refuse("N-SET", calling, uid, raw, problem, sessions), None
     except Exception:  # noqa: BLE001 - answer and keep serving; the cause is logged
         log.exception("dicom N-SET from %s: cannot process MPPS %s", calling, uid)
+        raw = raw or _encoded(event.request, "ModificationList")
         return _refuse("N-SET", calling, uid, raw, AttributeProblem(
             PROCESSING_FAILURE, "cannot process the modification list"), sessions), None
     log.info("dicom N-SET from %s: MPPS %s %s", calling, uid, new_status.value)
@@ -171,6 +173,12 @@ def _new_status(modification: Dataset, current: PerformedStatus) -> PerformedSta
 def _raw(uid: str, ds: Dataset) -> bytes:
     """What was received, as kept in inbound_message: the instance UID and the DICOM JSON."""
     return json.dumps({"sop_instance_uid": uid, "dataset": ds.to_json_dict()}).encode()
+
+
+def _encoded(request: Any, name: str) -> bytes:
+    """The data set bytes as received, kept when they could not even be decoded."""
+    stream = getattr(request, name, None)
+    return stream.getvalue() if stream is not None else b""
 
 
 def _forward(session: Session, settings: MppsSettings, kind: str, uid: str, ds: Dataset) -> None:

@@ -286,3 +286,4 @@ def test_concurrent_duplicate_n_create_is_stored_once(sessions, port):
     assert sorted(codes) == [0, 0x0111, 0x0111, 0x0111]
     with sessions() as session:
         assert len(session.scalars(select(PerformedStep)).all()) == 1
+

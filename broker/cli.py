@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                                description="Send the sample HL7 orders of fixtures/demo through "
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
+
+    from broker.reconcile.commands import register as register_reconcile
+    register_reconcile(commands, common)
     return parser
 
 

@@ -1,8 +1,9 @@
 """The three bands: automatic link, review, no match.
 
 Automatic linking needs an identifier from a trusted issuer on both records (a national
-patient number, say) and demographics that do not contradict it; demographics alone only ever
-reach review unless a site turns that on explicitly.
+patient number, say) and demographics that reach the review band on their own: a wrong national
+number typed into a twin's record must not merge the twins. Demographics alone only ever reach
+review unless a site turns automatic demographic linking on explicitly.
 """
 from __future__ import annotations
 
@@ -65,9 +66,10 @@ def judge(a: Profile, b: Profile, policy: Policy) -> Verdict:
         total = round(total + evidence.points, 2)
     comparison = Comparison(total, fields)
     if evidence is not None and evidence.points > 0:
-        if demo.total >= policy.conflict_threshold:
+        if demo.total >= policy.review_threshold:
             return Verdict(Band.AUTO, comparison, evidence.note)
-        return Verdict(Band.REVIEW, comparison, f"{evidence.note}, but demographics disagree")
+        return Verdict(Band.REVIEW, comparison,
+                       f"{evidence.note}, but demographics score only {demo.total}")
     if policy.auto_link_demographics and total >= policy.auto_threshold:
         return Verdict(Band.AUTO, comparison, f"demographics score {total} >= {policy.auto_threshold}")
     if total >= policy.review_threshold:

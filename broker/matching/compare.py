@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 from rapidfuzz import fuzz
 
-from broker.matching.normalize import NamePart, Profile
+from broker.matching.normalize import PARTICLES, NamePart, Profile
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,24 @@ def points(name: str, similarity: float | None) -> float:
     return w.disagree + (w.agree - w.disagree) * (similarity - w.low) / (w.high - w.low)
 
 
+def spelling_similarity(a: str, b: str) -> float:
+    """1 for equal, 0.95 for one slip (substitution, drop, insertion, transposition), else the
+    normalised edit similarity. Jaro-Winkler is not used for family names: it rates a shared
+    prefix so highly that Nilsson and Nilssoner, different families, would look alike."""
+    if a == b:
+        return 1.0
+    if min(len(a), len(b)) >= 4 and DamerauLevenshtein.distance(a, b) == 1:
+        return 0.95
+    return Levenshtein.normalized_similarity(a, b)
+
+
 def family_similarity(a: NamePart, b: NamePart) -> float | None:
     """Family names: joined forms, forms without particles, or one double-barrelled part."""
     if a.empty or b.empty:
         return None
-    best = max(JaroWinkler.similarity(a.joined, b.joined), JaroWinkler.similarity(a.core, b.core))
-    if best < 1.0 and (len(a.tokens) > 1 or len(b.tokens) > 1):
-        shared = set(a.tokens) & set(b.tokens) - {"AL", "EL", "DE", "VAN", "VON"}
+    best = max(spelling_similarity(a.joined, b.joined), spelling_similarity(a.core, b.core))
+    if best < 0.95 and (len(a.tokens) > 1 or len(b.tokens) > 1):
+        shared = set(a.tokens) & set(b.tokens) - PARTICLES
         if any(len(t) > 2 for t in shared):  # Smith-Jones ~ Smith
             best = max(best, 0.95)
     return best
@@ -90,7 +101,10 @@ def given_similarity(a: NamePart, b: NamePart) -> tuple[float | None, str]:
         return 0.97, "nickname"
     if a.initial or b.initial:
         return (0.9, "initial") if a.first[0] == b.first[0] else (0.0, "initial differs")
+    if min(len(a.spelt), len(b.spelt)) >= 4 and DamerauLevenshtein.distance(a.spelt, b.spelt) == 1:
+        return 0.94, "one letter differs"  # a slip of the keyboard, however short the name
     return max(JaroWinkler.similarity(a.first, b.first),
+               JaroWinkler.similarity(a.spelt, b.spelt),
                JaroWinkler.similarity(a.canon, b.canon),
                JaroWinkler.similarity(a.joined, b.joined)), ""
 
@@ -109,8 +123,10 @@ def birth_date_similarity(a: str, b: str) -> tuple[float | None, str]:
     if len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] \
             and a[diffs[1]] == b[diffs[0]]:
         return 0.85, "two digits transposed"
-    if a[:6] == b[:6]:
-        return 0.3, "same month"
+    if len(diffs) == 2:
+        return 0.4, "two digits differ"
+    if a[:4] == b[:4]:
+        return 0.3, "same year"
     return 0.0, ""
 
 

@@ -35,10 +35,14 @@ def fold(text: str) -> str:
     return _NON_ALNUM.sub(" ", text).strip()
 
 
-def name_tokens(text: str) -> tuple[str, ...]:
+def raw_tokens(text: str) -> tuple[str, ...]:
     """Folded name words without titles; hyphens and apostrophes split words (Al-Rashid, O'Neil)."""
-    words = [_UMLAUT_DIGRAPH.sub(r"\1", w) for w in fold(text).split() if not w.isdigit()]
-    return tuple(w for w in words if w not in TITLES)
+    return tuple(w for w in fold(text).split() if not w.isdigit() and w not in TITLES)
+
+
+def name_tokens(text: str) -> tuple[str, ...]:
+    """raw_tokens with umlaut transliterations reduced (MUELLER -> MULLER, like MÜLLER)."""
+    return tuple(_UMLAUT_DIGRAPH.sub(r"\1", w) for w in raw_tokens(text))
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class NamePart:
     core: str = ""      # without particles: VAN DER BERG -> BERG
     first: str = ""     # first word (the call name of a given name)
     canon: str = ""     # first word with its nickname resolved (BILL -> WILLIAM)
+    spelt: str = ""     # first word as spelt, before umlaut reduction (a typo is judged on it)
 
     @property
     def empty(self) -> bool:
@@ -62,12 +67,15 @@ class NamePart:
 
 def name_part(text: str) -> NamePart:
     """The comparison forms of one name field."""
-    tokens = name_tokens(text)
-    if not tokens:
+    raw = raw_tokens(text)
+    if not raw:
         return NamePart()
+    tokens = tuple(_UMLAUT_DIGRAPH.sub(r"\1", w) for w in raw)
     core_tokens = [t for t in tokens if t not in PARTICLES] or list(tokens)
     first = tokens[0]
-    return NamePart(tokens, "".join(tokens), "".join(core_tokens), first, canonical_given(first))
+    # Nicknames are looked up as spelt (JOE), then transliteration-reduced (JURGEN for JUERGEN).
+    canon = canonical_given(raw[0]) if canonical_given(raw[0]) != raw[0] else canonical_given(first)
+    return NamePart(tokens, "".join(tokens), "".join(core_tokens), first, canon, raw[0])
 
 
 def birth_date(text: str) -> str:

@@ -54,8 +54,15 @@ def propose(session: Session, incoming_id: int, candidate_id: int, verdict: Verd
 def auto_link(session: Session, survivor_id: int, merged_id: int, verdict: Verdict,
               source: str) -> MatchCandidate | None:
     """Link a pair in the automatic band: merge, and keep a LINKED entry saying why."""
-    if pair_entry(session, survivor_id, merged_id) is not None:
-        return None  # dismissed or already handled by a person: never override them
+    existing = pair_entry(session, survivor_id, merged_id)
+    if existing is not None and existing.status != OPEN:
+        return None  # dismissed or already resolved by a person: never override them
+    if existing is not None:  # queued for review earlier; the trusted identifier settles it now
+        existing.reason = f"automatic: {verdict.reason}"[:255]
+        existing.total_score = verdict.comparison.total
+        existing.field_scores = verdict.comparison.explain()
+        _link(session, existing, SYSTEM_ACTOR)
+        return existing
     entry = MatchCandidate(
         incoming_patient_id=merged_id, candidate_patient_id=survivor_id,
         total_score=verdict.comparison.total, field_scores=verdict.comparison.explain(),

@@ -140,7 +140,7 @@ def intake_replay(gen: Generator, people: list[Person], truth: set[frozenset[str
         with sessions() as session:
             holder = _patient(session, orig.identifier)
             sender_row = _patient(session, sender.identifier)
-            linked = holder.merged_into_id is not None or sender_row.merged_into_id is not None
+            linked = holder.id == sender_row.id  # identifiers now on one patient: a merge
         if linked and honest:
             right_links += 1
         elif linked:
@@ -155,6 +155,7 @@ def intake_replay(gen: Generator, people: list[Person], truth: set[frozenset[str
 
 
 def _patient(session, identifier: str) -> Patient:
+    """The live patient now holding the identifier (merges move identifiers to the survivor)."""
     return session.scalar(select(Patient).join(PatientIdentifier).where(
         PatientIdentifier.value == identifier, PatientIdentifier.issuer == "HOSP"))
 

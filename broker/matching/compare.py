@@ -134,8 +134,9 @@ def _names(a: Profile, b: Profile) -> tuple[FieldScore, FieldScore]:
     fam = family_similarity(a.family, b.family)
     giv, note = given_similarity(a.given, b.given)
     straight = points("family_name", fam) + points("given_name", giv)
-    sfam = family_similarity(a.family, b.given)
-    sgiv, snote = given_similarity(a.given, b.family)
+    # Swapped: a's given field holds the family name and its family field the given name.
+    sfam = family_similarity(a.given, b.family)
+    sgiv, snote = given_similarity(a.family, b.given)
     swapped = points("family_name", sfam) + points("given_name", sgiv) - 2 * SWAP_PENALTY
     if sfam is not None and sgiv is not None and swapped > straight:
         return (FieldScore(sfam, points("family_name", sfam) - SWAP_PENALTY, "swapped with given"),

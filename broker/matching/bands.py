@@ -72,9 +72,15 @@ def judge(a: Profile, b: Profile, policy: Policy) -> Verdict:
                        f"{evidence.note}, but demographics score only {demo.total}")
     if policy.auto_link_demographics and total >= policy.auto_threshold:
         return Verdict(Band.AUTO, comparison, f"demographics score {total} >= {policy.auto_threshold}")
-    if total >= policy.review_threshold:
+    if total >= policy.review_threshold and _corroborated(demo):
         return Verdict(Band.REVIEW, comparison, _summary(comparison))
     return Verdict(Band.NONE, comparison, "")
+
+
+def _corroborated(demo: Comparison) -> bool:
+    """True when something besides the names was compared: a name alone proves nothing."""
+    return any(f.similarity is not None for name, f in demo.fields.items()
+               if name not in ("family_name", "given_name"))
 
 
 def _summary(comparison: Comparison) -> str:

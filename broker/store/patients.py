@@ -116,6 +116,13 @@ def upsert_patient(session: Session, record: PatientRecord, *, source: str = "hl
     if not known:
         return _create(session, record, settings, active, source)
     patient = known[0]
+    if active and len(known) > 1:
+        # The record's identifiers point at several patients: which one it describes is for the
+        # trusted identifier or a person to decide; until then nothing is applied.
+        if not all([_identifiers_split(session, patient, other, record, settings, source)
+                    for other in known[1:]]):
+            return patient
+        patient = surviving(session, patient)
     if active and _conflicts(patient, record, settings):
         matches.flag_conflict(session, patient, record_as_dict(record),
                               compare(patient_profile(patient), record_profile(record)), source)
@@ -124,9 +131,6 @@ def upsert_patient(session: Session, record: PatientRecord, *, source: str = "hl
     add_missing_identifiers(session, patient, record)
     session.flush()
     refresh_block_keys(session, patient.id, patient_profile(patient))
-    if active:
-        for other in known[1:]:
-            _identifiers_split(session, patient, other, settings, source)
     return surviving(session, patient)
 
 
@@ -168,20 +172,24 @@ def _conflicts(patient: Patient, record: PatientRecord, settings: MatchingSettin
     return result.total < settings.conflict_threshold
 
 
-def _identifiers_split(session: Session, patient: Patient, other: Patient,
-                       settings: MatchingSettings, source: str) -> None:
-    """One record's identifiers are held by two patients: link (trusted issuer) or queue them."""
+def _identifiers_split(session: Session, patient: Patient, other: Patient, record: PatientRecord,
+                       settings: MatchingSettings, source: str) -> bool:
+    """One record's identifiers are held by two patients: link them when a trusted issuer says
+    so (True), otherwise queue the pair for review (False)."""
     policy = policy_of(settings)
     mine, theirs = patient_profile(patient), patient_profile(other)
-    claimed = replace(mine, identifiers=mine.identifiers | theirs.identifiers)
-    verdict = judge(claimed, theirs, policy)
+    # The record vouches that each identifier it carries, held by either patient, is one person's.
+    bridging = record_profile(record).identifiers & (mine.identifiers | theirs.identifiers)
+    verdict = judge(replace(mine, identifiers=mine.identifiers | bridging),
+                    replace(theirs, identifiers=theirs.identifiers | bridging), policy)
     if verdict.band is Band.AUTO:
-        matches.auto_link(session, min(patient.id, other.id), max(patient.id, other.id),
-                          verdict, source)
-        return
+        entry = matches.auto_link(session, min(patient.id, other.id), max(patient.id, other.id),
+                                  verdict, source)
+        return entry is not None
     reason = "the identifiers of one record are held by two patients; " + verdict.reason
     matches.propose(session, patient.id, other.id,
                     Verdict(Band.REVIEW, verdict.comparison, reason[:255]), source)
+    return False
 
 
 def record_as_dict(record: PatientRecord) -> dict[str, Any]:

@@ -28,8 +28,8 @@ WEIGHTS: dict[str, Weight] = {
     "given_name": Weight(4.0, -6.0, 0.80, 0.94),
     "birth_date": Weight(5.0, -5.0, 0.0, 1.0),
     "sex": Weight(0.5, -2.0),
-    "address": Weight(1.5, -0.5, 0.60, 0.90),
-    "phone": Weight(2.0, -0.5, 0.70, 1.0),
+    "address": Weight(1.5, -1.5, 0.60, 0.90),
+    "phone": Weight(2.0, -1.0, 0.70, 1.0),
 }
 SWAP_PENALTY = 0.5
 

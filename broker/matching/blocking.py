@@ -10,27 +10,34 @@ from broker.matching.normalize import NamePart, Profile
 from broker.matching.phonetic import soundex
 
 
-def _codes(part: NamePart, given: bool) -> set[str]:
-    if part.empty or part.initial:
-        return set()
-    if given:
-        return {soundex(part.canon)}
-    return {soundex(part.joined), soundex(part.core)}
+def _family_codes(part: NamePart) -> set[str]:
+    return {soundex(part.joined), soundex(part.core)} if not part.empty else set()
 
 
 def block_keys(p: Profile) -> set[str]:
-    """The blocking keys of a profile (each at most 96 characters)."""
+    """The blocking keys of a profile (each at most 96 characters).
+
+    D  birth date                                  survives any name error
+    F  family sound + birth year + given initial   survives a wrong day or month, a given typo
+    G  given sound + birth year + family initial   survives a family typo or a married name
+    P  family and given sounds, in sorted order    survives a missing or wrong birth date, a swap
+    T  phone number; I identifier
+    Initials are of the nickname-resolved name (Bill and William both give W).
+    """
     keys: set[str] = set()
     year = p.birth_date[:4]
+    family = _family_codes(p.family)
+    given = "" if p.given.empty or p.given.initial else soundex(p.given.canon)
+    given_initial = p.given.canon[:1] or "_"
     if p.birth_date:
-        keys.add("D" + p.birth_date)                      # birth date: survives any name error
-    family, given = _codes(p.family, False), _codes(p.given, True)
+        keys.add("D" + p.birth_date)
     if year:
-        for code in family | given:                       # name + year: survives day/month errors
-            keys.add(f"N{code}{year}")                    # and, with no type tag, a name swap
-    for f in family:
-        for g in given:
-            keys.add("P" + "".join(sorted((f, g))))       # name pair: survives a missing/wrong date
+        keys.update(f"F{code}{year}{given_initial}" for code in family)
+        if given:
+            keys.update(f"G{given}{year}{initial}" for initial in {p.family.joined[:1], p.family.core[:1]}
+                        if initial)
+    if given:
+        keys.update("P" + "".join(sorted((code, given))) for code in family)
     if len(p.phone) >= 7:
         keys.add("T" + p.phone)
     for value, issuer in p.identifiers:

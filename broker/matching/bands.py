@@ -27,7 +27,6 @@ class Band(str, Enum):
 class Policy:
     """Thresholds of the bands (points of Comparison.total), from the [matching] settings."""
     review_threshold: float = 7.0
-    conflict_threshold: float = 0.0
     trusted_issuers: frozenset[str] = frozenset()
     auto_link_demographics: bool = False
     auto_threshold: float = 20.0

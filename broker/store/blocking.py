@@ -32,7 +32,6 @@ def configure_matching(sessions: sessionmaker[Session], settings: MatchingSettin
 def policy_of(settings: MatchingSettings) -> Policy:
     """The matching engine's band policy from the [matching] settings."""
     return Policy(review_threshold=settings.review_threshold,
-                  conflict_threshold=settings.conflict_threshold,
                   trusted_issuers=frozenset(i.strip().upper() for i in settings.trusted_issuers),
                   auto_link_demographics=settings.auto_link_demographics,
                   auto_threshold=settings.auto_threshold)

@@ -154,8 +154,10 @@ def review_patient(session: Session, patient_id: int, prof: Profile, settings: M
     policy = policy_of(settings)
     acted: list[tuple[int, str]] = []
     for other, verdict in search(session, prof, policy, settings.max_candidates, exclude=[patient_id]):
-        if len(acted) >= settings.max_queued_per_patient or verdict.band is Band.NONE:
+        if len(acted) >= settings.max_queued_per_patient:
             break
+        if verdict.band is Band.NONE:
+            continue
         if verdict.band is Band.AUTO:
             entry = matches.auto_link(session, min(other, patient_id), max(other, patient_id),
                                       verdict, source)

@@ -75,7 +75,16 @@ def auto_link(session: Session, survivor_id: int, merged_id: int, verdict: Verdi
 
 def flag_conflict(session: Session, patient: Patient, incoming: dict[str, Any],
                   comparison: Comparison, source: str) -> MatchCandidate:
-    """Queue an identifier match whose demographics disagree; the patient row is left as it was."""
+    """Queue an identifier match whose demographics disagree; the patient row is left as it was.
+
+    The same disagreement sent again (every order of a visit carries it) is queued once; one an
+    admin dismissed stays dismissed.
+    """
+    for earlier in session.scalars(select(MatchCandidate).where(
+            MatchCandidate.kind == "conflict", MatchCandidate.candidate_patient_id == patient.id,
+            MatchCandidate.status.in_([OPEN, DISMISSED]))):
+        if earlier.incoming == incoming:
+            return earlier
     entry = MatchCandidate(
         incoming_patient_id=patient.id, candidate_patient_id=patient.id,
         total_score=comparison.total, field_scores=comparison.explain(),

@@ -153,13 +153,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _describe(rec: dict) -> str:
-    ident = ", ".join(rec.get("identifiers") or []) if isinstance(rec.get("identifiers"), list) else ""
-    if rec.get("identifiers") and isinstance(rec["identifiers"][0], dict):
-        ident = ", ".join(f"{i['value']}^^^{i['issuer']}" for i in rec["identifiers"])
-    who = f"#{rec['id']}" if rec.get("id") else "(incoming record)"
-    family, given = rec.get("family_name", rec.get("family", "")), rec.get("given_name", rec.get("given", ""))
-    return (f"{who} {family}^{given} born {rec.get('birth_date') or '?'} sex {rec.get('sex') or '?'}"
-            f" [{ident}]" + (f" merged into #{rec['merged_into_id']}" if rec.get("merged_into_id") else ""))
+    who = f"#{rec['id']}" if rec.get("id") else "(held-back record)"
+    merged = f" merged into #{rec['merged_into_id']}" if rec.get("merged_into_id") else ""
+    return (f"{who} {rec['family_name']}^{rec['given_name']} born {rec['birth_date'] or '?'} "
+            f"sex {rec['sex'] or '?'} [{', '.join(rec['identifiers'])}]{merged}")
 
 
 def _act(settings: Settings, action) -> int:

@@ -119,8 +119,21 @@ def patient_summary(patient: Patient) -> dict[str, Any]:
     return {"id": patient.id, "family_name": patient.family_name, "given_name": patient.given_name,
             "birth_date": patient.birth_date, "sex": patient.sex, "address": patient.address,
             "phone": patient.phone, "merged_into_id": patient.merged_into_id,
-            "identifiers": [f"{i.value}^^^{i.issuer}" if i.issuer else i.value
-                            for i in patient.identifiers]}
+            "identifiers": [_identifier_text(i.value, i.issuer) for i in patient.identifiers]}
+
+
+def _identifier_text(value: str, issuer: str) -> str:
+    return f"{value}^^^{issuer}" if issuer else value
+
+
+def _record_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """A held-back incoming record in the shape of patient_summary (it has no id of its own)."""
+    return {"id": None, "family_name": data.get("family", ""), "given_name": data.get("given", ""),
+            "birth_date": data.get("birth_date", ""), "sex": data.get("sex", ""),
+            "address": data.get("address", ""), "phone": data.get("phone", ""),
+            "merged_into_id": None,
+            "identifiers": [_identifier_text(i["value"], i.get("issuer", ""))
+                            for i in data.get("identifiers", [])]}
 
 
 def view(session: Session, entry: MatchCandidate) -> MatchView:
@@ -128,7 +141,7 @@ def view(session: Session, entry: MatchCandidate) -> MatchView:
     candidate = patient_summary(session.get(Patient, entry.candidate_patient_id))
     incoming = patient_summary(session.get(Patient, entry.incoming_patient_id))
     if entry.kind == "conflict":
-        incoming = {**(entry.incoming or {}), "id": None}
+        incoming = _record_summary(entry.incoming or {})
     return MatchView(entry.id, entry.kind, entry.status, entry.total_score, entry.reason,
                      entry.source, entry.created_at, entry.resolved_by, entry.resolved_at,
                      entry.field_scores, incoming, candidate)

@@ -134,3 +134,13 @@ def test_list_link_dismiss_and_unmerge(workdir, capsys):
 def test_unknown_match_is_an_error(workdir, capsys):
     assert main(["matches", "link", "99"]) == 1
     assert "no match #99" in capsys.readouterr().err
+
+
+def test_conflict_is_listed_with_the_held_back_record(workdir, capsys):
+    _import(workdir, ROWS[:1])
+    _import(workdir, ["A1,HOSP,Okafor,Ngozi,19881117,F,,"], "second.csv")
+    capsys.readouterr()
+    assert main(["matches", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "conflict" in out and "(held-back record) Okafor^Ngozi born 19881117" in out
+    assert "#1 Müller^Hans born 19720304 sex M [A1^^^HOSP]" in out

@@ -89,7 +89,7 @@ def test_identifier_match_with_contradicting_demographics_is_flagged_not_applied
         patient = session.get(Patient, pid)
         assert (patient.family_name, patient.birth_date) == ("Lindqvist", "19800512")
         [entry] = list_matches(session)
-        assert entry.kind == "conflict" and entry.incoming["family"] == "Okafor"
+        assert entry.kind == "conflict" and entry.incoming["family_name"] == "Okafor"
         assert "demographics disagree" in entry.reason
     with sessions.begin() as session:  # an admin accepts the correction
         assert link_match(session, entry.id, actor="admin") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def _sessions(settings: Settings):
     from broker.store.db import make_engine, make_session_factory
     from broker.store.migrate import upgrade
 
+    # Migration progress lines would bury the command's own output.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     engine = make_engine(settings.database_url, settings.database.echo)
     upgrade(engine)
     sessions = make_session_factory(engine)

@@ -151,7 +151,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         if e.resolved_by:
             print(f"  resolved by {e.resolved_by} at {e.resolved_at:%Y-%m-%d %H:%M:%S}")
     if not args.json:
-        print(f"{len(entries)} {args.status} entr{'y' if len(entries) == 1 else 'ies'}")
+        label = "" if args.status == "all" else f"{args.status} "
+        print(f"{len(entries)} {label}entr{'y' if len(entries) == 1 else 'ies'}")
     return 0
 
 

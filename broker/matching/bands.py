@@ -14,7 +14,7 @@ from broker.matching.compare import Comparison, FieldScore, compare
 from broker.matching.normalize import Profile
 
 IDENTIFIER_MATCH_POINTS = 10.0
-IDENTIFIER_CONFLICT_POINTS = -8.0
+IDENTIFIER_CONFLICT_POINTS = -5.0
 
 
 class Band(str, Enum):

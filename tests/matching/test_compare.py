@@ -116,7 +116,8 @@ NATIONAL = Policy(review_threshold=8.0, trusted_issuers=frozenset({"NHS"}))
     ([("943", "NHS")], [("943", "NHS")], dict(given="Peter"), Band.REVIEW, "same identifier"),
     ([("943", "HOSP")], [("943", "HOSP")], {}, Band.REVIEW, None),   # untrusted issuer
     ([("943", "NHS")], [("944", "NHS")], {}, Band.REVIEW, "different identifiers"),
-    ([("943", "NHS")], [("944", "NHS")], dict(birth="19720305"), Band.NONE, "different"),
+    ([("943", "NHS")], [("944", "NHS")], dict(birth="19720305"), Band.REVIEW, "different"),
+    ([("943", "NHS")], [("944", "NHS")], dict(given="Peter"), Band.NONE, "different"),  # twin
 ])
 def test_identifier_evidence(a_ids, b_ids, changes, band, note):
     a = profile(**{**BASE, **changes, "identifiers": a_ids})

@@ -42,3 +42,20 @@ def test_import_then_scan_queues_each_duplicate_once(sessions, tmp_path: Path):
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(AuditEvent)
                               .where(AuditEvent.action == "patients.scan")) == 2
+
+
+def test_scan_links_a_trusted_identifier_spelt_two_ways_and_writes_auto(sessions, tmp_path: Path):
+    path = tmp_path / "p.csv"
+    path.write_text("identifier,issuer,family_name,given_name,birth_date,sex,address,phone\n"
+                    "943 476 5919,NHS,Okafor,Ngozi,19881117,F,,\n"
+                    "943 476 5919,nhs,Okafor,Ngozi,19881117,F,,\n"
+                    "555,NHS,Okafor,Ngozi,19881117,F,,\n", encoding="utf-8")
+    import_csv(sessions, path)
+    result = scan(sessions, MatchingSettings(trusted_issuers=("NHS",)), output=tmp_path / "o.csv")
+    assert result.auto_linked == 1
+    rows = (tmp_path / "o.csv").read_text().splitlines()[1:]
+    decisions = sorted(r.split(",")[-1] for r in rows)
+    assert decisions == ["auto", "review", "review"]  # the 555 twin conflicts on NHS: review
+    with sessions() as session:
+        [linked] = list_matches(session, status="LINKED")
+        assert linked.resolved_by == "matching" and linked.reason.startswith("automatic:")

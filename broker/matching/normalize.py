@@ -35,6 +35,14 @@ def fold(text: str) -> str:
     return _NON_ALNUM.sub(" ", text).strip()
 
 
+# Names given to a patient whose name is not known yet (emergency and trauma registration,
+# IHE RAD TF-1 Patient Information Reconciliation): no evidence either way.
+PLACEHOLDERS = frozenset({
+    "UNKNOWN", "UNK", "UNBEKANNT", "INCONNU", "DESCONOCIDO", "ANONYMOUS", "ANONYM", "NN", "XX",
+    "XXX", "TRAUMA", "NOTKNOWN", "NONAME", "NOTSTATED",
+})
+
+
 def raw_tokens(text: str) -> tuple[str, ...]:
     """Folded name words without titles; hyphens and apostrophes split words (Al-Rashid, O'Neil)."""
     return tuple(w for w in fold(text).split() if not w.isdigit() and w not in TITLES)
@@ -68,7 +76,7 @@ class NamePart:
 def name_part(text: str) -> NamePart:
     """The comparison forms of one name field."""
     raw = raw_tokens(text)
-    if not raw:
+    if not raw or "".join(raw) in PLACEHOLDERS:
         return NamePart()
     tokens = tuple(_UMLAUT_DIGRAPH.sub(r"\1", w) for w in raw)
     core_tokens = [t for t in tokens if t not in PARTICLES] or list(tokens)

@@ -32,6 +32,11 @@ def test_same_joined_family_name(a, b):
     assert name_part(a).joined == name_part(b).joined
 
 
+@pytest.mark.parametrize("raw", ["UNKNOWN", "Unknown", "Not Known", "NN", "Trauma", "xxx"])
+def test_placeholder_names_are_missing(raw):
+    assert name_part(raw).empty
+
+
 @pytest.mark.parametrize("raw, core", [
     ("van der Berg", "BERG"),
     ("de la Cruz", "CRUZ"),

@@ -98,6 +98,16 @@ def test_identifier_match_with_contradicting_demographics_is_flagged_not_applied
         assert "match.accept" in _actions(session)
 
 
+def test_emergency_placeholder_name_is_replaced_without_review(sessions):
+    with sessions.begin() as session:
+        upsert_patient(session, replace(ANNA, name=PersonName("UNKNOWN", "TRAUMA"), birth_date="",
+                                        sex="", address="", phone=""))
+        upsert_patient(session, ANNA)  # the ADT with her real identity
+    with sessions() as session:
+        assert session.scalars(select(Patient.family_name)).all() == ["Lindqvist"]
+        assert list_matches(session) == []
+
+
 def test_small_corrections_are_applied_without_review(sessions):
     with sessions.begin() as session:
         upsert_patient(session, ANNA)

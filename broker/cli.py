@@ -11,6 +11,7 @@ from pathlib import Path
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
 from broker.mapping.procedures import MappingError
+from broker.reconcile.commands import register as register_reconcile
 from broker.workflow_commands import add_commands as add_workflow_commands
 
 
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
     add_workflow_commands(commands, common)
+    register_reconcile(commands, common)
     return parser
 
 

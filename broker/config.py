@@ -90,6 +90,24 @@ class UidSettings:
 
 
 @dataclass(frozen=True)
+class MatchingSettings:
+    # Patient identity reconciliation (broker.matching). Scores are points: see matching/compare.py.
+    enabled: bool = True
+    # A pair scoring at least this goes to the review queue.
+    review_threshold: float = 8.0
+    # An identifier match whose demographics score below this is flagged, never applied silently.
+    conflict_threshold: float = 0.0
+    # Assigning authorities whose identifiers alone may link two records automatically.
+    trusted_issuers: tuple[str, ...] = ()
+    # Link on demographics alone at auto_threshold; off by default (patient safety).
+    auto_link_demographics: bool = False
+    auto_threshold: float = 20.0
+    # At most this many candidates are scored per search, and queued per incoming patient.
+    max_candidates: int = 200
+    max_queued_per_patient: int = 5
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -104,6 +122,7 @@ class Settings:
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
     uid: UidSettings = field(default_factory=UidSettings)
     mpps: MppsSettings = field(default_factory=MppsSettings)
+    matching: MatchingSettings = field(default_factory=MatchingSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property

@@ -21,6 +21,7 @@ from broker.hl7.server import MllpServer
 from broker.jobs import build_scheduler
 from broker.mapping.procedures import load_procedures
 from broker.resources import mappings_dir
+from broker.store.blocking import configure_matching
 from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
 
@@ -58,6 +59,7 @@ class Broker:
     def __post_init__(self) -> None:
         self.engine = make_engine(self.settings.database_url, self.settings.database.echo)
         self.sessions = make_session_factory(self.engine)
+        configure_matching(self.sessions, self.settings.matching)
         self._stop_callbacks: list = []
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)

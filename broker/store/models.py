@@ -76,6 +76,8 @@ class PatientIdentifier(Base):
 class PatientBlockKey(Base):
     """Blocking keys for candidate search: several per patient, each indexed."""
     __tablename__ = "patient_block_key"
+    # Covering index: a candidate search reads patient ids from the index alone.
+    __table_args__ = (Index("ix_patient_block_key_key_patient", "key", "patient_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
@@ -247,6 +249,10 @@ class MatchCandidate(Base):
     field_scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reason: Mapped[str] = mapped_column(String(255), default="")
     source: Mapped[str] = mapped_column(String(32), default="")
+    # duplicate: two patient records that may be one person; conflict: an identifier match whose
+    # demographics disagree (incoming_patient_id == candidate_patient_id, `incoming` holds them).
+    kind: Mapped[str] = mapped_column(String(16), default="duplicate", server_default="duplicate")
+    incoming: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="OPEN", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
     resolved_by: Mapped[str] = mapped_column(String(64), default="")

@@ -1,0 +1,287 @@
+"""Patient matching: quality of the duplicate scan and speed of candidate search.
+
+    python bench/matching.py            # 100,000-person scan; search against 1,000,000 patients
+    python bench/matching.py --quick    # seconds: 2,000-person scan; search against 20,000
+
+Quality: a synthetic population (bench/population.py) with known duplicates carrying the errors
+real registrations make is imported with `broker patients import`'s code, scanned with
+`broker patients scan`'s code, and the flagged pairs are scored against the truth (precision,
+recall, F1, wrong automatic links). An intake replay then sends records whose identifiers bridge
+two patients, half true and half wrong, with a trusted issuer configured.
+
+Speed: one incoming patient (an erroneous copy of a stored one) is searched against the big
+population (built once into bench/.data/, reused); the baseline, measured in the same run, is a
+naive comparison against every patient of a 10,000-patient population held in memory
+(2,000 with --quick).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert, select, text  # noqa: E402
+
+from broker.config import MatchingSettings  # noqa: E402
+from broker.domain.records import Identifier, PatientRecord, PersonName  # noqa: E402
+from broker.matching import Band, block_keys, judge, profile  # noqa: E402
+from broker.reconcile.importer import import_csv  # noqa: E402
+from broker.reconcile.scan import scan  # noqa: E402
+from broker.store.blocking import configure_matching, policy_of, search  # noqa: E402
+from broker.store.db import make_engine, make_session_factory  # noqa: E402
+from broker.store.migrate import upgrade  # noqa: E402
+from broker.store.models import Patient, PatientBlockKey, PatientIdentifier  # noqa: E402
+from broker.store.patients import upsert_patient  # noqa: E402
+from population import DOB_ERRORS, ERRORS, Generator, Person  # noqa: E402
+
+HEADER = ["identifier", "issuer", "family_name", "given_name", "birth_date", "sex", "address", "phone"]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def store(path: Path):
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    return engine, make_session_factory(engine)
+
+
+# ---------------------------------------------------------------- quality
+
+def quality(people_count: int, dup_rate: float, workdir: Path) -> None:
+    gen = Generator(seed=3)
+    people = gen.people(people_count)
+    truth: set[frozenset[str]] = set()
+    kinds: dict[frozenset[str], list[str]] = {}
+    records = list(people)
+    for p in random.Random(5).sample(people, int(len(people) * dup_rate)):
+        dup, errors = gen.duplicate(p)
+        records.append(dup)
+        pair = frozenset((p.identifier, dup.identifier))
+        truth.add(pair)
+        kinds[pair] = errors
+    random.Random(6).shuffle(records)
+    csv_path = workdir / "patients.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER)
+        for r in records:
+            out.writerow([r.identifier, "HOSP", r.family, r.given, r.birth_date, r.sex, r.address, r.phone])
+    engine, sessions = store(workdir / "quality.db")
+    started = time.perf_counter()
+    report = import_csv(sessions, csv_path)
+    import_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = scan(sessions, MatchingSettings(), output=workdir / "pairs.csv")
+    scan_s = time.perf_counter() - started
+    flagged, auto = set(), set()
+    with open(workdir / "pairs.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            pair = frozenset((row["patient_a"], row["patient_b"]))
+            flagged.add(pair)
+            if row["decision"] == "auto":
+                auto.add(pair)
+    tp = len(flagged & truth)
+    precision = tp / len(flagged) if flagged else 0.0
+    recall = tp / len(truth) if truth else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    print(f"quality: {len(people)} people + {len(truth)} duplicates = {len(records)} records "
+          f"(import {import_s:.1f} s, {report.created} rows, {len(report.errors)} rejected)")
+    print(f"  scan: {result.pairs_scored} pairs scored in {scan_s:.1f} s, "
+          f"{len(flagged)} flagged, {result.skipped_blocks} oversized blocks skipped")
+    print(f"  precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}  "
+          f"wrong automatic links {len(auto - truth)} (automatic links {len(auto)})")
+    missed = Counter(k for pair in truth - flagged for k in kinds[pair])
+    total = Counter(k for pair in truth for k in kinds[pair])
+    print("  recall by error kind: " + ", ".join(
+        f"{k} {1 - missed[k] / total[k]:.3f}" for k in ERRORS if total[k]))
+    false = flagged - truth
+    if false:
+        print(f"  false positives: {len(false)}")
+    engine.dispose()
+    intake_replay(gen, people, truth, workdir)
+
+
+def intake_replay(gen: Generator, people: list[Person], truth: set[frozenset[str]],
+                  workdir: Path, count: int = 100) -> None:
+    """Records bridging two patients by a trusted national number: true ones link, wrong ones don't."""
+    engine, sessions = store(workdir / "quality.db")
+    configure_matching(sessions, MatchingSettings(trusted_issuers=("NATIONAL",)))
+    by_id = {p.identifier: p for p in people}
+    rng = random.Random(9)
+    pairs = [tuple(sorted(pair)) for pair in sorted(truth, key=sorted)][:count]
+    wrong_links = right_links = reviewed = 0
+    for n, (a, b) in enumerate(pairs):
+        orig = by_id.get(a) or by_id.get(b)
+        dup_id = b if orig.identifier == a else a
+        nat = Identifier(f"NAT{n:06d}", "NATIONAL")
+        honest = n % 2 == 0
+        with sessions.begin() as session:
+            upsert_patient(session, _record(orig, (Identifier(orig.identifier, "HOSP"), nat)))
+            if honest:  # the duplicate's own registration, now carrying the national number
+                dup_row = _patient(session, dup_id)
+                sender = replace(orig, identifier=dup_id, family=dup_row.family_name,
+                                 given=dup_row.given_name, birth_date=dup_row.birth_date)
+            else:       # a different person (same household when possible) given the wrong number
+                sender = _other_person(rng, people, orig)
+            upsert_patient(session, _record(sender, (Identifier(sender.identifier, "HOSP"), nat)))
+        with sessions() as session:
+            holder = _patient(session, orig.identifier)
+            sender_row = _patient(session, sender.identifier)
+            linked = holder.id == sender_row.id  # identifiers now on one patient: a merge
+        if linked and honest:
+            right_links += 1
+        elif linked:
+            wrong_links += 1
+        else:
+            reviewed += 1
+    print(f"  intake with trusted issuer: {len(pairs)} bridging records "
+          f"({len(pairs) - len(pairs) // 2} true, {len(pairs) // 2} wrong national number): "
+          f"{right_links} linked automatically, {reviewed} to review, "
+          f"wrong automatic links {wrong_links}")
+    engine.dispose()
+
+
+def _patient(session, identifier: str) -> Patient:
+    """The live patient now holding the identifier (merges move identifiers to the survivor)."""
+    return session.scalar(select(Patient).join(PatientIdentifier).where(
+        PatientIdentifier.value == identifier, PatientIdentifier.issuer == "HOSP"))
+
+
+def _other_person(rng: random.Random, people: list[Person], p: Person) -> Person:
+    same_house = [q for q in people if q.address and q.address == p.address and q != p]
+    return rng.choice(same_house) if same_house else rng.choice(people)
+
+
+def _record(p: Person, identifiers: tuple[Identifier, ...]) -> PatientRecord:
+    return PatientRecord(identifiers, PersonName(p.family, p.given), p.birth_date, p.sex,
+                         p.address, p.phone)
+
+
+# ---------------------------------------------------------------- speed
+
+def build_population(path: Path, count: int) -> None:
+    """Bulk-insert `count` people with identifiers and blocking keys (skipped if the file exists)."""
+    if path.exists():
+        return
+    partial = path.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    started = time.perf_counter()
+    engine, _ = store(partial)
+    gen = Generator(seed=11)
+    batch = 50000
+    with engine.begin() as conn:
+        conn.execute(text("PRAGMA synchronous=OFF"))
+        for start in range(0, count, batch):
+            people = gen.people(min(batch, count - start))
+            patients, idents, keys = [], [], []
+            for offset, p in enumerate(people):
+                pid = start + offset + 1
+                patients.append({"id": pid, "name": f"{p.family}^{p.given}", "family_name": p.family,
+                                 "given_name": p.given, "name_key": f"{p.family}^{p.given}".upper(),
+                                 "middle_name": "", "name_prefix": "", "name_suffix": "",
+                                 "birth_date": p.birth_date, "sex": p.sex, "address": p.address,
+                                 "phone": p.phone, "extra": {}})
+                idents.append({"patient_id": pid, "value": p.identifier, "issuer": "HOSP", "type_code": ""})
+                prof = profile(p.family, p.given, p.birth_date, p.sex, p.address, p.phone,
+                               [(p.identifier, "HOSP")])
+                keys.extend({"patient_id": pid, "key": k} for k in block_keys(prof))
+            conn.execute(insert(Patient), patients)
+            conn.execute(insert(PatientIdentifier), idents)
+            conn.execute(insert(PatientBlockKey), keys)
+            print(f"\r  building {path.name}: {start + len(people)}/{count}", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    engine.dispose()
+    partial.rename(path)
+    print(f"  built {count} patients in {time.perf_counter() - started:.0f} s")
+
+
+def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"search-{count}.db"
+    build_population(path, count)
+    engine, sessions = store(path)
+    gen = Generator(seed=12)
+    rng = random.Random(13)
+    policy = policy_of(MatchingSettings())
+    ids = rng.sample(range(1, count + 1), probes)
+    times, hits, sizes = [], Counter(), []
+    with sessions() as session:
+        rows = {r.id: r for r in session.execute(select(
+            Patient.id, Patient.family_name, Patient.given_name, Patient.birth_date, Patient.sex,
+            Patient.address, Patient.phone).where(Patient.id.in_(ids)))}
+        for n, pid in enumerate(ids):
+            r = rows[pid]
+            person = Person("", r.family_name, r.given_name, r.birth_date, r.sex, r.address, r.phone)
+            kind = ERRORS[n % len(ERRORS)]
+            probe = gen.apply(person, kind)
+            prof = profile(probe.family, probe.given, probe.birth_date, probe.sex, probe.address,
+                           probe.phone)
+            started = time.perf_counter()
+            found = search(session, prof, policy, limit=200)
+            times.append((time.perf_counter() - started) * 1000)
+            sizes.append(len(found))
+            group = "dob" if kind in DOB_ERRORS else "other"
+            hits[group, pid in {f for f, _ in found}] += 1
+    engine.dispose()
+    naive = naive_baseline(gen, rng, min(probes, 30), baseline)
+    median = statistics.median(times)
+    dob_total = hits["dob", True] + hits["dob", False]
+    all_hits = hits["dob", True] + hits["other", True]
+    print(f"search: {probes} incoming patients against {count} stored")
+    print(f"  median {median:.2f} ms  p95 {pct(times, 0.95):.2f} ms  "
+          f"IQR {pct(times, 0.25):.2f}-{pct(times, 0.75):.2f} ms  max {max(times):.2f} ms  "
+          f"candidates median {statistics.median(sizes):.0f}")
+    print(f"  true match among candidates: {all_hits}/{probes} = {all_hits / probes:.4f} "
+          f"(birth date missing or mistyped: {hits['dob', True]}/{dob_total})")
+    print(f"  baseline: naive comparison with all of {baseline} patients in memory, median "
+          f"{naive:.1f} ms; indexed search against {count} is {naive / median:.1f}x faster")
+
+
+def naive_baseline(gen: Generator, rng: random.Random, probes: int, size: int) -> float:
+    people = Generator(seed=21).people(size)
+    profiles = [profile(p.family, p.given, p.birth_date, p.sex, p.address, p.phone) for p in people]
+    policy = policy_of(MatchingSettings())
+    times = []
+    for p in rng.sample(people, probes):
+        probe = gen.apply(p, rng.choice(ERRORS))
+        prof = profile(probe.family, probe.given, probe.birth_date, probe.sex, probe.address, probe.phone)
+        started = time.perf_counter()
+        [q for q in profiles if judge(prof, q, policy).band is not Band.NONE]
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small populations: runs in seconds")
+    parser.add_argument("--people", type=int, help="people in the quality scan")
+    parser.add_argument("--population", type=int, help="patients in the search population")
+    parser.add_argument("--probes", type=int, help="incoming patients searched")
+    parser.add_argument("--baseline", type=int, help="patients in the naive baseline")
+    parser.add_argument("--data", type=Path, default=ROOT / ".data", help="where populations are kept")
+    args = parser.parse_args()
+    people = args.people or (2000 if args.quick else 100000)
+    population = args.population or (20000 if args.quick else 1000000)
+    probes = args.probes or (64 if args.quick else 400)
+    print("(2 shared cores, other work running: figures are noisy)")
+    with tempfile.TemporaryDirectory() as tmp:
+        quality(people, 0.1, Path(tmp))
+    speed(population, probes, args.data, args.baseline or (2000 if args.quick else 10000))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Patient reconciliation at scale: CSV import, whole-database duplicate scan, and their CLI."""

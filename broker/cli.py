@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                                description="Send the sample HL7 orders of fixtures/demo through "
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
+
+    from broker.hl7.commands import register as register_hl7_commands
+    register_hl7_commands(commands, common)
     return parser
 
 

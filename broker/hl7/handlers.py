@@ -15,7 +15,7 @@ from broker.hl7.intake import Failed, Handler, IntakeContext
 from broker.hl7.message import Message
 from broker.hl7.orders import OrderPolicy, order_groups, read_orders
 from broker.store.order_updates import UnknownOrder, apply_event, change_order, existing_order
-from broker.store.orders import create_order
+from broker.store.order_rows import OrderConflict, insert_order, order_conflict, patient_id_for
 
 _EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
            "RL": StepEvent.RELEASE}
@@ -45,8 +45,11 @@ def handle_order(session: Session, msg: Message, message_id: int, ctx: IntakeCon
 def _apply(session: Session, msg: Message, control: str, request, message_id: int,
            ctx: IntakeContext) -> None:
     if control == "NW":
-        create_order(session, request, ctx.new_uid, source_channel="hl7",
-                     source_message_id=message_id)
+        conflict = order_conflict(session, request)
+        if conflict:
+            raise OrderConflict(conflict)
+        insert_order(session, request, patient_id_for(session, request.patient), ctx.new_uid,
+                     source_channel="hl7", source_message_id=message_id)
         return
     order = existing_order(session, request.placer_order_number, request.placer_issuer)
     if control == "XO":

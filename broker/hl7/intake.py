@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +22,7 @@ from broker.hl7.message import Hl7ParseError, Message, parse
 from broker.mapping.site import SiteMappings
 from broker.store.merge import MergeError
 from broker.store.models import InboundMessage
-from broker.store.orders import OrderConflict
+from broker.store.order_rows import FINISH_MESSAGE, FIND_MESSAGE, INSERT_MESSAGE, OrderConflict
 
 log = logging.getLogger(__name__)
 CHANNEL = "hl7"
@@ -114,19 +113,23 @@ class Hl7Intake:
         try:
             msg = parse(raw)
         except Hl7ParseError as exc:
-            row = self._add_row(session, raw, peer, None, status="REJECTED", error=str(exc))
-            row.ack = ack.fallback_ack(raw, str(exc))
-            log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, row.id, exc)
-            return Outcome("REJECTED", row.ack, row.id)
-        previous = self._previous(session, msg)
-        if previous is not None:
-            log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
-                     peer, msg.control_id, previous.id)
-            header = ack.AckHeader.of(msg)
-            return Outcome(previous.status, previous.ack or ack.build_ack(header, "AA"),
-                           previous.id, duplicate=True)
-        row = self._add_row(session, raw, peer, msg)
-        return self._apply(session, row, msg, peer)
+            text = str(exc)
+            ack_bytes = ack.fallback_ack(raw, text)
+            message_id = self._insert(session, raw, peer, None, "REJECTED", text, ack_bytes)
+            log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id, exc)
+            return Outcome("REJECTED", ack_bytes, message_id)
+        if msg.control_id:
+            previous = FIND_MESSAGE.first(session, {
+                "b_channel": CHANNEL, "b_sender": msg.sender, "b_control_id": msg.control_id})
+            if previous is not None:
+                previous_id, previous_status, previous_ack = previous
+                log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
+                         peer, msg.control_id, previous_id)
+                return Outcome(previous_status, bytes(previous_ack) if previous_ack else
+                               ack.build_ack(ack.AckHeader.of(msg), "AA"), previous_id,
+                               duplicate=True)
+        message_id = self._insert(session, raw, peer, msg, "RECEIVED", "", None)
+        return self._apply(session, message_id, msg, peer)
 
     def reprocess(self, message_id: int) -> Outcome:
         """Apply a stored message again (after a fix to data or mappings)."""
@@ -140,14 +143,14 @@ class Hl7Intake:
                 msg = parse(row.raw)
             except Hl7ParseError as exc:
                 raise ValueError(f"message #{message_id} is not readable HL7: {exc}") from None
-            return self._apply(session, row, msg, "reprocess")
+            return self._apply(session, row.id, msg, "reprocess")
 
-    def _apply(self, session: Session, row: InboundMessage, msg: Message, peer: str) -> Outcome:
+    def _apply(self, session: Session, message_id: int, msg: Message, peer: str) -> Outcome:
         status, text, error = "PROCESSED", "", None
         try:
             handler = self._handler_for(msg)
             with session.begin_nested():  # SAVEPOINT: a failure undoes the apply, not the raw row
-                handler(session, msg, row.id, self.ctx)
+                handler(session, msg, message_id, self.ctx)
         except Rejected as exc:
             status, text, error = "REJECTED", str(exc), exc.error
         except Failed as exc:
@@ -155,20 +158,19 @@ class Hl7Intake:
         except Exception as exc:  # noqa: BLE001 - an unexpected bug must still be answered and kept
             error = next((e for kind, e in _FAILURES if isinstance(exc, kind)), None)
             if error is None:
-                log.exception("hl7 message #%s (control id %s): processing failed", row.id,
+                log.exception("hl7 message #%s (control id %s): processing failed", message_id,
                               msg.control_id)
                 text, error = "internal error while processing the message", ack.ERR_APPLICATION
             else:
                 text = str(exc)
             status = "FAILED"
         code = {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}[status]
-        row.ack = ack.build_ack(ack.AckHeader.of(msg), code, text, error)
-        row.status, row.error = status, text
-        row.processed_at = utcnow()
-        row.attempts = (row.attempts or 0) + 1
+        ack_bytes = ack.build_ack(ack.AckHeader.of(msg), code, text, error)
+        FINISH_MESSAGE.run(session, {"b_id": message_id, "b_status": status, "b_error": text,
+                                         "b_ack": ack_bytes, "b_at": utcnow()})
         log.info("hl7 from %s: %s control id %s -> %s (message #%s)%s", peer, msg.message_type,
-                 msg.control_id, code, row.id, f": {text}" if text else "")
-        return Outcome(status, row.ack, row.id)
+                 msg.control_id, code, message_id, f": {text}" if text else "")
+        return Outcome(status, ack_bytes, message_id)
 
     def _handler_for(self, msg: Message) -> Handler:
         allowed = self.ctx.allowed_senders
@@ -188,21 +190,12 @@ class Hl7Intake:
         return handler
 
     @staticmethod
-    def _previous(session: Session, msg: Message) -> InboundMessage | None:
-        if not msg.control_id:
-            return None
-        return session.execute(select(InboundMessage).where(
-            InboundMessage.channel == CHANNEL, InboundMessage.sender == msg.sender,
-            InboundMessage.control_id == msg.control_id)).scalar_one_or_none()
-
-    @staticmethod
-    def _add_row(session: Session, raw: bytes, peer: str, msg: Message | None,
-                 status: str = "RECEIVED", error: str = "") -> InboundMessage:
-        row = InboundMessage(channel=CHANNEL, sender=msg.sender if msg else "",
-                             control_id=(msg.control_id or None) if msg else None,
-                             message_type=msg.message_type if msg else "", peer=peer[:64],
-                             raw=raw, status=status, error=error, attempts=0 if msg else 1,
-                             processed_at=None if msg else utcnow())
-        session.add(row)
-        session.flush()
-        return row
+    def _insert(session: Session, raw: bytes, peer: str, msg: Message | None, status: str,
+                error: str, ack_bytes: bytes | None) -> int:
+        now = utcnow()
+        return INSERT_MESSAGE.scalar(session, dict(
+            channel=CHANNEL, sender=msg.sender if msg else "",
+            control_id=(msg.control_id or None) if msg else None,
+            message_type=msg.message_type[:32] if msg else "", peer=peer[:64], raw=raw,
+            received_at=now, status=status, error=error, ack=ack_bytes,
+            processed_at=None if msg else now, attempts=0 if msg else 1))

@@ -49,35 +49,41 @@ class IntakeWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
-            group = [item]
-            stopping = False
-            while len(group) < self._max_group:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stopping = True
-                    break
-                group.append(more)
-            self._commit(group)
-            if stopping:
+            if self._commit_group(item):
                 return
 
-    def _commit(self, group: list) -> None:
+    def _commit_group(self, first: tuple) -> bool:
+        """Process `first` and whatever arrives meanwhile in one transaction, then commit.
+
+        Messages that arrive while earlier ones are being applied join the open transaction, so
+        the group grows with the load and one fsync serves every connection that is waiting.
+        Returns True when a stop was requested.
+        """
+        group, outcomes, stopping = [first], [], False
         try:
             with self._intake.sessions.begin() as session:
-                outcomes = [self._intake.process(session, raw, peer) for raw, peer, _ in group]
+                outcomes.append(self._intake.process(session, first[0], first[1]))
+                while len(group) < self._max_group:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    group.append(item)
+                    outcomes.append(self._intake.process(session, item[0], item[1]))
         except Exception:  # noqa: BLE001 - fall back to one transaction per message
-            if len(group) > 1:
-                log.warning("hl7 group of %d failed to commit; storing one by one", len(group))
+            log.warning("hl7 group of %d failed to commit; storing one by one", len(group),
+                        exc_info=True)
             for raw, peer, future in group:
                 try:
                     future.set_result(self._intake.receive(raw, peer))
                 except Exception as exc:  # noqa: BLE001 - the connection answers nothing
                     log.exception("hl7 from %s: message could not be stored", peer)
                     future.set_exception(exc)
-            return
+            return stopping
         self.commits += 1
         for (_, _, future), outcome in zip(group, outcomes):
-            future.set_result(outcome)
+            future.set_result(outcome)  # only now, after the commit: stored before acknowledged
+        return stopping

@@ -62,6 +62,8 @@ class Separators:
 class Message:
     """An HL7 v2 message read for field access: `msg.get("PID", 3, rep=1, comp=1)`."""
 
+    codec = "latin-1"  # how \Xhh..\ escapes decode; parse() sets it from MSH-18
+
     def __init__(self, text: str) -> None:
         if not text.startswith("MSH") or len(text) < 8:
             raise Hl7ParseError("message does not start with an MSH segment")
@@ -161,7 +163,8 @@ class Message:
             return simple[code]
         if code.startswith("X") and len(code) > 1:
             try:
-                return bytes.fromhex(code[1:]).decode("latin-1")
+                # \Xhh..\ are bytes in the message's own character set (HL7 v2.5.1 2.7.4).
+                return bytes.fromhex(code[1:]).decode(self.codec, "replace")
             except ValueError:
                 pass
         if code in {"H", "N"}:  # highlighting on/off: formatting only
@@ -190,4 +193,6 @@ class Message:
 
 def parse(raw: bytes) -> Message:
     """Decode and read a message, or raise Hl7ParseError."""
-    return Message(decode(raw))
+    msg = Message(decode(raw))
+    msg.codec = "utf-8" if CHARSETS.get(_msh18(raw).upper()) == "utf-8" else "latin-1"
+    return msg

@@ -210,7 +210,9 @@ def _step(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, procedu
         step_id=(value("step_id") or procedure_id)[:16], modality=modality[:16],
         station_ae_titles=titles, station_name=station_name[:64], location=location[:64],
         start=start, performing_physician=value("performing_physician"),
-        description=description[:64], protocol_codes=protocol_codes)
+        # IHE RAD TF-2 4.4: with IPC, the protocol (IPC-6) describes this step.
+        description=((protocol_codes[0][2] if protocol_codes else "") or description)[:64],
+        protocol_codes=protocol_codes)
 
 
 def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, modality: str,

@@ -50,6 +50,7 @@ class MllpServer:
         self._settings = settings
         self._server: asyncio.Server | None = None
         self._connections = 0
+        self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> tuple[str, int]:
         """Bind and start serving; returns the bound address (port 0 picks a free one)."""
@@ -60,8 +61,12 @@ class MllpServer:
         return host, port
 
     async def close(self) -> None:
+        """Stop listening and end open connections (a message being stored still commits)."""
         if self._server is not None:
             self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _serve_connection(self, reader: asyncio.StreamReader,
@@ -77,11 +82,14 @@ class MllpServer:
             writer.close()
             return
         self._connections += 1
+        task = asyncio.current_task()
+        self._tasks.add(task)
         try:
             await self._serve_frames(MllpReader(reader, self._settings.max_message_bytes),
                                      writer, peer)
         finally:
             self._connections -= 1
+            self._tasks.discard(task)
             writer.close()
             try:
                 await writer.wait_closed()

@@ -47,7 +47,8 @@ TEMPLATE = (
 
 
 def message(n: int) -> bytes:
-    """The n-th benchmark order: unique control id, order and accession; 500 patients recur."""
+    """The n-th benchmark order: unique control id, order and accession; 500 patients recur
+    (a department's day: most orders are for patients the broker already knows)."""
     return TEMPLATE.format(n=n, pid=n % 500).encode("utf-8")
 
 
@@ -69,24 +70,36 @@ def _send_many(port: int, numbers: range) -> int:
     return len(numbers)
 
 
-def _sender_process(port: int, connections: int, per_connection: int, first: int, out) -> None:
-    ranges = [range(first + c * per_connection, first + (c + 1) * per_connection)
-              for c in range(connections)]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(connections) as pool:
-        total = sum(pool.map(lambda r: _send_many(port, r), ranges))
-    out.put((total, time.perf_counter() - started))
+def _sender_process(jobs, out) -> None:
+    """Runs send jobs until told to stop: (port, connections, per_connection, first)."""
+    while (job := jobs.get()) is not None:
+        port, connections, per_connection, first = job
+        ranges = [range(first + c * per_connection, first + (c + 1) * per_connection)
+                  for c in range(connections)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(connections) as pool:
+            total = sum(pool.map(lambda r: _send_many(port, r), ranges))
+        out.put((total, time.perf_counter() - started))
 
 
-def run_senders(port: int, connections: int, per_connection: int, first: int) -> float:
-    """Messages per second achieved by `connections` senders against `port`."""
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_sender_process, args=(port, connections, per_connection, first, out))
-    proc.start()
-    total, elapsed = out.get(timeout=600)
-    proc.join(60)
-    return total / elapsed
+class Senders:
+    """One sender process for the whole run (it starts once: spawning costs a second)."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.jobs, self.out = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=_sender_process, args=(self.jobs, self.out), daemon=True)
+        self.proc.start()
+
+    def rate(self, port: int, connections: int, per_connection: int, first: int) -> float:
+        """Messages per second achieved by `connections` senders against `port`."""
+        self.jobs.put((port, connections, per_connection, first))
+        total, elapsed = self.out.get(timeout=600)
+        return total / elapsed
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.proc.join(30)
 
 
 # ---- servers (this process) -----------------------------------------------------------------
@@ -175,16 +188,21 @@ def main(argv: list[str] | None = None) -> int:
         baseline = Baseline(folder)
         base_port = loop.run(baseline.start())
         port, writer, server, engine = start_broker(folder, loop)
-        first = 0
+        senders = Senders()
+        # Warm-up, not counted: registers the 500 recurring patients and fills the caches.
+        warm = 500 if not args.quick else 50
+        senders.rate(base_port, 1, warm, 0)
+        senders.rate(port, 1, warm, 0)
+        first = warm
         results: dict[str, list[float]] = {}
         for connections in (1, 4):
             per = count // connections
             for _ in range(rounds):
                 results.setdefault(f"baseline {connections} conn", []).append(
-                    run_senders(base_port, connections, per, first))
+                    senders.rate(base_port, connections, per, first))
                 commits = writer.commits
                 results.setdefault(f"broker {connections} conn", []).append(
-                    run_senders(port, connections, per, first))
+                    senders.rate(port, connections, per, first))
                 results.setdefault(f"broker {connections} conn msgs/commit", []).append(
                     per * connections / max(writer.commits - commits, 1))
                 first += per * connections
@@ -197,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             b = statistics.median(results[f"broker {connections} conn"])
             e = statistics.median(results[f"baseline {connections} conn"])
             print(f"ratio broker/baseline, {connections} conn: {b / e:.2f}")
+        senders.close()
         loop.run(server.close())
         writer.stop()
         engine.dispose()

@@ -20,6 +20,7 @@ from broker.hl7 import ack
 from broker.hl7.fields import FieldError
 from broker.hl7.message import Hl7ParseError, Message, parse
 from broker.mapping.site import SiteMappings
+from broker.store.fastsql import savepoint
 from broker.store.merge import MergeError
 from broker.store.models import InboundMessage
 from broker.store.order_rows import FINISH_MESSAGE, FIND_MESSAGE, INSERT_MESSAGE, OrderConflict
@@ -149,7 +150,7 @@ class Hl7Intake:
         status, text, error = "PROCESSED", "", None
         try:
             handler = self._handler_for(msg)
-            with session.begin_nested():  # SAVEPOINT: a failure undoes the apply, not the raw row
+            with savepoint(session):  # a failure undoes the apply, not the raw row
                 handler(session, msg, message_id, self.ctx)
         except Rejected as exc:
             status, text, error = "REJECTED", str(exc), exc.error

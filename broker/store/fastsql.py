@@ -8,7 +8,8 @@ Every parameter must be given: column defaults are not applied here.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -88,3 +89,27 @@ def _connection(session: Session) -> Any:
     conn = session.connection()
     session.info["fastsql.connection"] = (session.get_transaction(), conn)
     return conn
+
+
+@contextmanager
+def savepoint(session: Session, name: str = "intake_apply") -> Iterator[None]:
+    """A SAVEPOINT on the session's connection: an exception rolls back to it and re-raises.
+
+    Lighter than Session.begin_nested() (~90 us here). The ORM is kept consistent by flushing
+    before the savepoint and, after a rollback to it, expunging every object: rows the
+    failed work wrote are gone, so no object may claim to hold them.
+    """
+    session.flush()
+    cursor = _connection(session).connection.cursor()
+    cursor.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+        session.flush()
+    except BaseException:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        cursor.execute(f"RELEASE SAVEPOINT {name}")
+        cursor.close()
+        session.expunge_all()
+        raise
+    cursor.execute(f"RELEASE SAVEPOINT {name}")
+    cursor.close()

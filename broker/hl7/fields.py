@@ -23,7 +23,8 @@ def parse_ts(value: str, where: str) -> datetime | None:
             raise ValueError
         return datetime.strptime(core, fmt)
     except ValueError:
-        raise FieldError(f"{where}: {value!r} is not a valid date/time") from None
+        # The value itself is not quoted: it may be a birth date, and errors reach the log.
+        raise FieldError(f"{where}: not a valid date/time ({len(value)} characters)") from None
 
 
 def parse_date(value: str, where: str) -> str:

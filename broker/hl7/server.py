@@ -124,7 +124,12 @@ class MllpServer:
             if raw is None:
                 return
             # The future resolves only after the message's transaction committed.
-            outcome = await asyncio.wrap_future(self._submit(raw, peer))
+            try:
+                outcome = await asyncio.wrap_future(self._submit(raw, peer))
+            except Exception as exc:  # noqa: BLE001 - the store failed: no ACK may leave
+                log.error("mllp %s: message could not be stored (%s); no ACK sent, closing so "
+                          "the sender resends", peer, exc)
+                return
             try:
                 writer.write(frame(outcome.ack))
                 await writer.drain()

@@ -153,3 +153,12 @@ def test_tls_listener_serves_mllp_over_tls(start, certificate):
     with socket.create_connection(("127.0.0.1", running.listeners.hl7[1]), timeout=10) as plain:
         plain.sendall(frame(_message("T2")))  # plain MLLP to a TLS port: no ACK, closed
         assert _read_frame(plain) == b""
+
+
+def test_no_ack_leaves_when_the_message_could_not_be_stored(start):
+    running = start()
+    with running.engine.begin() as conn:  # the store breaks: inserts into it now fail
+        conn.exec_driver_sql("ALTER TABLE inbound_message RENAME TO inbound_message_gone")
+    with socket.create_connection(("127.0.0.1", running.listeners.hl7[1]), timeout=10) as sock:
+        sock.sendall(frame(_message("LOST1")))
+        assert _read_frame(sock) == b""  # closed without an ACK: the sender must resend

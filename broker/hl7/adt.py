@@ -18,15 +18,28 @@ from broker.store.order_updates import arrive_patient
 from broker.store.patients import find_by_identifiers, surviving, upsert_patient
 
 
-def _patient(msg: Message, ctx: IntakeContext) -> PatientRecord:
+def _patient(msg: Message, ctx: IntakeContext, pid: list[str] | None = None) -> PatientRecord:
     sender = ctx.mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
     issuer = sender.patient_id_issuer if sender and sender.patient_id_issuer is not None \
         else ctx.patient_id_issuer
-    return read_patient(msg, issuer, sender.default_issuer if sender else "")
+    return read_patient(msg, issuer, sender.default_issuer if sender else "", pid)
 
 
-def _prior_ids(msg: Message, ctx: IntakeContext) -> list[Identifier]:
-    mrg = msg.segment("MRG")
+def _pairs(msg: Message) -> list[tuple[list[str], list[str]]]:
+    """(PID, MRG) per patient group: A40 and A47 may carry several (HL7 v2.5.1 3.3.40)."""
+    pairs, pid = [], None
+    for name, fields in msg.segments:
+        if name == "PID":
+            pid = fields
+        elif name == "MRG" and pid is not None:
+            pairs.append((pid, fields))
+    if not pairs:
+        raise FieldError("PID/MRG segments are missing")
+    return pairs
+
+
+def _prior_ids(msg: Message, ctx: IntakeContext, mrg: list[str] | None = None) -> list[Identifier]:
+    mrg = mrg if mrg is not None else msg.segment("MRG")
     if mrg is None:
         raise FieldError("MRG segment is missing")
     ids = cx_list(msg, mrg, 1)
@@ -43,24 +56,31 @@ def handle_register(session: Session, msg: Message, message_id: int, ctx: Intake
 
 
 def handle_merge(session: Session, msg: Message, message_id: int, ctx: IntakeContext) -> None:
-    """A40: the MRG-1 patient is merged into the PID-3 patient; its orders follow at once."""
-    prior = PatientRecord(identifiers=tuple(_prior_ids(msg, ctx)))
-    merged = find_by_identifiers(session, prior)
-    if merged is None:
-        raise Failed("A40: the prior patient (MRG-1) is not known", ack.ERR_UNKNOWN_KEY)
-    survivor = upsert_patient(session, _patient(msg, ctx))
-    session.flush()
-    if survivor.id == merged.id:
-        return  # already merged (a replay after reprocessing, or both IDs on one record)
-    merge_patients(session, survivor.id, merged.id, actor=f"hl7:{msg.sender}",
-                   reason=f"ADT^A40 control id {msg.control_id}")
+    """A40: each MRG-1 patient is merged into its PID-3 patient; orders follow at once."""
+    for pid, mrg in _pairs(msg):
+        prior = PatientRecord(identifiers=tuple(_prior_ids(msg, ctx, mrg)))
+        merged = find_by_identifiers(session, prior)
+        if merged is None:
+            raise Failed("A40: the prior patient (MRG-1) is not known", ack.ERR_UNKNOWN_KEY)
+        survivor = upsert_patient(session, _patient(msg, ctx, pid))
+        session.flush()
+        if survivor.id == merged.id:
+            continue  # already merged (a replay after reprocessing, or both IDs on one record)
+        merge_patients(session, survivor.id, merged.id, actor=f"hl7:{msg.sender}",
+                       reason=f"ADT^A40 control id {msg.control_id}")
 
 
 def handle_identifier_change(session: Session, msg: Message, message_id: int,
                              ctx: IntakeContext) -> None:
     """A47: the identifier in MRG-1 becomes the one in PID-3 (same patient, new value)."""
-    old = _prior_ids(msg, ctx)[0]
-    new = _patient(msg, ctx).identifiers[0]
+    for pid, mrg in _pairs(msg):
+        old = _prior_ids(msg, ctx, mrg)[0]
+        ids = _patient(msg, ctx, pid).identifiers
+        # The new identifier is the one of the same assigning authority, else the first.
+        _change_identifier(session, old, next((i for i in ids if i.issuer == old.issuer), ids[0]))
+
+
+def _change_identifier(session: Session, old: Identifier, new: Identifier) -> None:
     row = session.scalar(select(PatientIdentifier).where(
         PatientIdentifier.value == old.value, PatientIdentifier.issuer == old.issuer))
     if row is None:

@@ -88,10 +88,10 @@ class OrderReader:
         return self.msg.segment(name)
 
 
-def read_patient(msg: Message, patient_id_issuer: str = "",
-                 default_issuer: str = "") -> PatientRecord:
+def read_patient(msg: Message, patient_id_issuer: str = "", default_issuer: str = "",
+                 pid: list[str] | None = None) -> PatientRecord:
     """PID as a PatientRecord; the configured issuer's identifier comes first (the patient ID)."""
-    pid = msg.segment("PID")
+    pid = pid if pid is not None else msg.segment("PID")
     if pid is None:
         raise FieldError("PID segment is missing")
     identifiers = [i if i.issuer or not default_issuer else

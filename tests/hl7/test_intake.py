@@ -197,3 +197,16 @@ def test_writer_acknowledges_each_message_only_after_its_commit(intake, sessions
     assert results == {n: ("PROCESSED", "PROCESSED") for n in range(24)}
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 24
+
+
+def test_a40_with_two_patient_groups_merges_both(intake, sessions):
+    for n, pid in enumerate(["S1", "T1", "S2", "T2"]):
+        intake.receive(adt(f"R{n}", "A04", pid=pid), "peer")
+    raw = adt("M1", "A40", pid="S1", mrg="T1") + b"\rPID|2||S2^^^HOSP^MR||Doe^Jane\rMRG|T2^^^HOSP^MR"
+    assert intake.receive(raw, "peer").status == "PROCESSED"
+    with sessions() as session:
+        patients = session.scalars(select(Patient).order_by(Patient.id)).all()
+        assert sum(p.merged_into_id is not None for p in patients) == 2
+        survivors = {p.identifiers[0].value: [i.value for i in p.identifiers]
+                     for p in patients if p.merged_into_id is None}
+    assert survivors == {"S1": ["S1", "T1"], "S2": ["S2", "T2"]}

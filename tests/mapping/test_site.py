@@ -78,3 +78,15 @@ def test_broker_mappings_check_command(folder, capsys, monkeypatch):
     (folder / "stations.toml").write_text('[[rule]]\nmodality = "CT"\nstation_name = 7\n')
     assert main(["mappings", "check"]) == 2
     assert f"{folder / 'stations.toml'}:1:" in capsys.readouterr().err
+
+
+def test_a_broken_mapping_file_stops_start_up(folder, tmp_path):
+    from dataclasses import replace
+
+    from broker.service import Broker
+    from tests.conftest import make_test_settings
+    (folder / "senders.toml").write_text('[senders."X"]\nfields = 3\n')
+    settings = make_test_settings(tmp_path)
+    settings = replace(settings, hl7=replace(settings.hl7, mappings_dir=str(folder)))
+    with pytest.raises(MappingError, match="senders.toml:1:"):
+        Broker(settings)

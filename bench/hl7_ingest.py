@@ -152,9 +152,6 @@ class Baseline:
 
 
 def start_broker(folder: Path, loop: LoopThread):
-    import os
-    if os.environ.get("SWITCH"):
-        sys.setswitchinterval(float(os.environ["SWITCH"]))
     settings = load_settings(path=None, environ={"BROKER_DATA_DIR": str(folder / "data"),
                                                  "BROKER_HL7_PORT": "0"}, default_file=None)
     engine = make_engine(settings.database_url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
@@ -47,7 +48,12 @@ class FastStatement:
         conn = _connection(session)
         sql = self._for(conn.dialect)
         cursor = conn.connection.cursor()
-        cursor.execute(sql[0], self._values(sql, params))
+        values = self._values(sql, params)
+        try:
+            cursor.execute(sql[0], values)
+        except conn.dialect.dbapi.Error as exc:
+            cursor.close()
+            raise _translated(sql[0], values, exc, conn) from exc
         return cursor
 
     def executemany(self, session: Session, rows: list[dict[str, Any]]) -> None:
@@ -55,8 +61,13 @@ class FastStatement:
         conn = _connection(session)
         sql = self._for(conn.dialect)
         cursor = conn.connection.cursor()
-        cursor.executemany(sql[0], [self._values(sql, row) for row in rows])
-        cursor.close()
+        values = [self._values(sql, row) for row in rows]
+        try:
+            cursor.executemany(sql[0], values)
+        except conn.dialect.dbapi.Error as exc:
+            raise _translated(sql[0], values, exc, conn) from exc
+        finally:
+            cursor.close()
 
     def run(self, session: Session, params: dict[str, Any]) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
@@ -78,6 +89,13 @@ class FastStatement:
         row = cursor.fetchone()
         cursor.close()
         return row
+
+
+def _translated(sql: str, values: Any, exc: Exception, conn: Any) -> Exception:
+    """The SQLAlchemy exception (IntegrityError, OperationalError...) for a DBAPI error, so
+    callers handle errors of these statements as they do for any other."""
+    return DBAPIError.instance(sql, values, exc, conn.dialect.dbapi.Error,
+                               dialect=conn.dialect)
 
 
 def _connection(session: Session) -> Any:

@@ -210,3 +210,43 @@ def test_a40_with_two_patient_groups_merges_both(intake, sessions):
         survivors = {p.identifiers[0].value: [i.value for i in p.identifiers]
                      for p in patients if p.merged_into_id is None}
     assert survivors == {"S1": ["S1", "T1"], "S2": ["S2", "T2"]}
+
+
+@pytest.mark.postgres
+def test_concurrent_copy_of_a_message_is_answered_as_a_resend(postgres):
+    """Two broker processes get the same message: the second insert waits on the unique index,
+    fails when the first commits, and is answered with the first's ACK (PostgreSQL only)."""
+    import time
+
+    from sqlalchemy import text
+
+    from broker.store.db import make_engine, make_session_factory
+    from broker.store.migrate import upgrade
+
+    engine = make_engine(postgres.create_database("broker_test_concurrent_resend"))
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    first_intake = Hl7Intake(sessions, IntakeContext(mappings=MAPPINGS,
+                                                     new_uid=uid_factory("1.2.3.")), HANDLERS)
+    second_intake = Hl7Intake(sessions, IntakeContext(mappings=MAPPINGS,
+                                                      new_uid=uid_factory("1.2.4.")), HANDLERS)
+    raw = orm("SAME1", "NW")
+    session = sessions()
+    session.begin()
+    first = first_intake.process(session, raw, "a")     # inserted, not committed yet
+    results = []
+    thread = threading.Thread(target=lambda: results.append(second_intake.receive(raw, "b")))
+    thread.start()
+    with engine.connect() as watch:  # wait until the second insert blocks on the first
+        for _ in range(400):
+            waiting = watch.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar()
+            if waiting:
+                break
+            time.sleep(0.025)
+    session.commit()
+    session.close()
+    thread.join(30)
+    engine.dispose()
+    assert results and results[0].duplicate
+    assert (results[0].message_id, results[0].ack) == (first.message_id, first.ack)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
+from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.reconcile.commands import register as register_reconcile
 from broker.workflow_commands import add_commands as add_workflow_commands
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     add_workflow_commands(commands, common)
     register_reconcile(commands, common)
+    register_hl7_commands(commands, common)
     return parser
 
 

@@ -35,6 +35,20 @@ class Hl7Settings:
     max_connections: int = 64
     # Assigning authority (PID-3.4) whose identifier becomes the patient ID; empty: the first one.
     patient_id_issuer: str = ""
+    # TLS: server certificate and key (PEM); with a CA file, client certificates are required.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    # Peer addresses or networks (CIDR) allowed to connect; empty list: any.
+    allowed_peers: tuple[str, ...] = ()
+    # Senders allowed, as "MSH-3" or "MSH-3|MSH-4"; others are stored and answered AR.
+    allowed_senders: tuple[str, ...] = ()
+    # Order without a Study Instance UID: "generate" (under uid.root), "accession", "reject".
+    study_uid_policy: str = "generate"
+    # Folder of the site's mapping files; empty: the shipped mappings/.
+    mappings_dir: str = ""
+    # Most messages committed in one transaction by the intake writer (group commit).
+    max_group: int = 64
 
 
 @dataclass(frozen=True)
@@ -239,8 +253,8 @@ def _validate(section: str, settings: Any) -> None:
         title = settings.ae_title
         if not title.strip() or len(title) > 16 or "\\" in title or not title.isascii():
             raise ConfigError(f"dicom.ae_title: {title!r} is not a valid AE title (1-16 ASCII characters)")
-    if section == "hl7" and settings.max_message_bytes < 1024:
-        raise ConfigError("hl7.max_message_bytes: must be at least 1024")
+    if section == "hl7":
+        _validate_hl7(settings)
     if section == "mpps":
         for peer in settings.forward_to:
             if parse_peer(peer) is None:
@@ -258,3 +272,21 @@ def parse_peer(text: str) -> tuple[str, str, int] | None:
     if not 0 < int(port) <= 65535:
         return None
     return title, host, int(port)
+
+
+def _validate_hl7(settings: Hl7Settings) -> None:
+    import ipaddress
+    if settings.max_message_bytes < 1024:
+        raise ConfigError("hl7.max_message_bytes: must be at least 1024")
+    if settings.study_uid_policy not in ("generate", "accession", "reject"):
+        raise ConfigError(f"hl7.study_uid_policy: {settings.study_uid_policy!r} is not one of "
+                          "generate, accession, reject")
+    if settings.max_group < 1:
+        raise ConfigError("hl7.max_group: must be at least 1")
+    for entry in settings.allowed_peers:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"hl7.allowed_peers: {entry!r} is not an address or network") from None
+    if settings.tls_key_file and not settings.tls_cert_file:
+        raise ConfigError("hl7.tls_key_file: set hl7.tls_cert_file too")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -18,8 +17,9 @@ from broker.dicom.scp import start_dicom_server
 from broker.hl7.handlers import HANDLERS
 from broker.hl7.intake import Hl7Intake, IntakeContext
 from broker.hl7.server import MllpServer
+from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
-from broker.mapping.procedures import load_procedures
+from broker.mapping.site import SiteMappings, load_site_mappings
 from broker.resources import mappings_dir
 from broker.store.blocking import configure_matching
 from broker.store.db import make_engine, make_session_factory
@@ -40,12 +40,20 @@ class Listeners:
                 (("HL7 MLLP", self.hl7), ("DICOM", self.dicom), ("web", self.web)) if addr]
 
 
+def site_mappings(settings: Settings) -> SiteMappings:
+    """The site's mapping files (hl7.mappings_dir or the shipped ones), validated."""
+    from pathlib import Path
+    folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
+    return load_site_mappings(folder)
+
+
 def build_intake(settings: Settings, sessions: sessionmaker[Session]) -> Hl7Intake:
     """The HL7 intake with the site's mappings, validated now so bad files stop start-up."""
-    procedures = load_procedures(mappings_dir() / "procedures.toml")
+    hl7 = settings.hl7
     return Hl7Intake(sessions, IntakeContext(
-        procedures=procedures, new_uid=uid_factory(settings.uid.root),
-        patient_id_issuer=settings.hl7.patient_id_issuer), HANDLERS)
+        mappings=site_mappings(settings), new_uid=uid_factory(settings.uid.root),
+        patient_id_issuer=hl7.patient_id_issuer, study_uid_policy=hl7.study_uid_policy,
+        uid_root=settings.uid.root, allowed_senders=hl7.allowed_senders), HANDLERS)
 
 
 @dataclass
@@ -100,10 +108,10 @@ class Broker:
         self.engine.dispose()
 
     def _start_mllp(self, intake: Hl7Intake) -> None:
-        # SQLite has one writer: one database thread serialises writes without lock contention.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hl7-db")
+        # SQLite has one writer: one thread stores and applies, committing arrivals in groups.
+        writer = IntakeWriter(intake, self.settings.hl7.max_group).start()
         loop = asyncio.new_event_loop()
-        server = MllpServer(intake, self.settings.hl7, executor)
+        server = MllpServer(writer.submit, self.settings.hl7)
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()
         self.listeners.hl7 = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
@@ -112,7 +120,7 @@ class Broker:
             asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
-            executor.shutdown(wait=True)
+            writer.stop()
         self._stop_callbacks.append(stop)
 
     def _start_web(self) -> None:

@@ -1,10 +1,15 @@
 """HL7 v2 data types read into the broker's terms: TS, XPN, XCN, CX, priority."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from broker.domain.records import Identifier, PersonName
 from broker.hl7.message import Message
+
+
+# DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
+_TS = re.compile(r"^(\d{4,14})(?:\.\d{1,4})?(?:[+-]\d{4})?$")
 
 
 class FieldError(ValueError):
@@ -15,20 +20,25 @@ def parse_ts(value: str, where: str) -> datetime | None:
     """HL7 TS/DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as a naive local datetime."""
     if not value:
         return None
-    core = value.split("+", 1)[0].split("-", 1)[0].split(".", 1)[0]
-    formats = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 10: "%Y%m%d%H", 8: "%Y%m%d"}
-    fmt = formats.get(len(core))
+    found = _TS.match(value)
+    core = found.group(1) if found else ""
+    if len(core) in (4, 6):  # DTM precision to the year or month (HL7 v2.5.1 2.A.22)
+        core = core + "0101"[len(core) - 4:]
+    if len(core) not in (8, 10, 12, 14):
+        raise FieldError(f"{where}: not a valid date/time ({len(value)} characters)")
+    parts = [int(core[i:i + 2]) for i in range(4, len(core), 2)]
     try:
-        if fmt is None:
-            raise ValueError
-        return datetime.strptime(core, fmt)
+        return datetime(int(core[:4]), *parts)
     except ValueError:
-        raise FieldError(f"{where}: {value!r} is not a valid date/time") from None
+        # The value itself is not quoted: it may be a birth date, and errors reach the log.
+        raise FieldError(f"{where}: not a valid date/time ({len(value)} characters)") from None
 
 
 def parse_date(value: str, where: str) -> str:
-    """HL7 DT/TS as a DICOM DA string (YYYYMMDD), '' when empty."""
+    """HL7 DT/TS as a DICOM DA string (YYYYMMDD); '' when empty or not precise to the day."""
     stamp = parse_ts(value[:8], where) if value else None
+    if stamp is not None and len(value[:8]) < 8:
+        return ""  # a year or month alone is not a DA value; inventing the day would mislead
     return stamp.strftime("%Y%m%d") if stamp else ""
 
 

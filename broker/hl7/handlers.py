@@ -1,28 +1,86 @@
-"""Inbound message handlers, one per message type, registered in HANDLERS."""
+"""Inbound order handlers (ORM^O01, OMI^O23, OMG^O19) and the HANDLERS registry.
+
+ORC-1 order control (HL7 table 0119) maps to a domain transition: NW create, XO change,
+CA / DC cancel, HD hold, RL release, SC status change with ORC-5 (table 0038).
+"""
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from broker.domain.lifecycle import StepEvent
+from broker.hl7 import ack
+from broker.hl7.adt import ADT_HANDLERS
+from broker.hl7.fields import FieldError
 from broker.hl7.intake import Failed, Handler, IntakeContext
 from broker.hl7.message import Message
-from broker.hl7.orders import order_groups, read_order
-from broker.hl7.fields import FieldError
-from broker.store.orders import create_order
+from broker.hl7.orders import OrderPolicy, order_groups, read_orders
+from broker.store.order_updates import UnknownOrder, apply_event, change_order, existing_order
+from broker.store.order_rows import OrderConflict, insert_order, order_conflict, patient_id_for
+
+_EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
+           "RL": StepEvent.RELEASE}
+# ORC-5 order status (table 0038) of an SC message -> the step event it reports.
+_STATUS_EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
+                  "IP": StepEvent.START, "CM": StepEvent.COMPLETE}
+CONTROLS = ("NW", "XO", "CA", "DC", "SC", "HD", "RL")
 
 
 def handle_order(session: Session, msg: Message, message_id: int, ctx: IntakeContext) -> None:
-    """ORM^O01: apply each ORC/OBR group by its order control code."""
+    """Apply each placer order of the message by its order control code."""
     groups = order_groups(msg)
     if not groups:
         raise FieldError("ORC segment is missing")
     for group in groups:
-        if group.control != "NW":
-            raise Failed(f"order control {group.control!r} is not supported")
-        request = read_order(msg, group, ctx.procedures, ctx.patient_id_issuer)
-        create_order(session, request, ctx.new_uid, source_channel="hl7",
-                     source_message_id=message_id)
+        if group.control not in CONTROLS:
+            raise Failed(f"order control {group.control!r} is not supported "
+                         f"(expected one of {', '.join(CONTROLS)})", ack.ERR_TABLE_VALUE)
+    policy = OrderPolicy(ctx.patient_id_issuer, ctx.study_uid_policy, ctx.uid_root)
+    try:
+        for control, request in read_orders(msg, groups, ctx.mappings, policy):
+            _apply(session, msg, control, request, message_id, ctx)
+    except UnknownOrder as exc:
+        raise Failed(str(exc), ack.ERR_UNKNOWN_KEY) from None
+
+
+def _apply(session: Session, msg: Message, control: str, request, message_id: int,
+           ctx: IntakeContext) -> None:
+    if control == "NW":
+        conflict = order_conflict(session, request)
+        if conflict:
+            raise OrderConflict(conflict)
+        insert_order(session, request, patient_id_for(session, request.patient), ctx.new_uid,
+                     source_channel="hl7", source_message_id=message_id)
+        return
+    order = existing_order(session, request.placer_order_number, request.placer_issuer)
+    if control == "XO":
+        change_order(session, order, request, ctx.new_uid)
+    elif control == "SC":
+        status = msg.field(_orc_of(msg, request.placer_order_number), 5).upper()
+        if status == "SC":
+            if order.status == "HOLD":
+                apply_event(session, order, StepEvent.RELEASE)
+            return
+        event = _STATUS_EVENTS.get(status)
+        if event is None:
+            raise Failed(f"ORC-5 order status {status!r} is not supported with SC",
+                         ack.ERR_TABLE_VALUE)
+        if event is StepEvent.COMPLETE and order.status == "SCHEDULED":
+            apply_event(session, order, StepEvent.START)
+        apply_event(session, order, event)
+    else:
+        apply_event(session, order, _EVENTS[control])
+
+
+def _orc_of(msg: Message, placer: str) -> list[str] | None:
+    for orc in msg.segments_named("ORC"):
+        if msg.field(orc, 2) == placer:
+            return orc
+    return msg.segment("ORC")
 
 
 HANDLERS: dict[str, Handler] = {
     "ORM^O01": handle_order,
+    "OMI^O23": handle_order,
+    "OMG^O19": handle_order,
+    **ADT_HANDLERS,
 }

@@ -1,26 +1,29 @@
-"""The inbound HL7 path: store the raw message, apply it, acknowledge.
+"""The inbound HL7 path: store the raw message and apply it in ONE transaction, then acknowledge.
 
-frame -> parse -> (duplicate?) -> store raw (commit) -> map + apply (one transaction) -> ACK.
-A failure after the raw commit answers AE and leaves the message stored for reprocessing.
+frame -> parse -> (resend?) -> insert raw -> SAVEPOINT map + apply -> outcome + ACK -> COMMIT -> ACK out.
+A failed apply rolls back to the savepoint only: the raw message still commits, as FAILED, and
+can be reprocessed. The caller sends the ACK only after the commit returned ("store, then ack").
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.clock import utcnow
+from broker.clock import local_now, utcnow
 from broker.domain.lifecycle import IllegalTransition
 from broker.hl7 import ack
 from broker.hl7.fields import FieldError
 from broker.hl7.message import Hl7ParseError, Message, parse
-from broker.mapping.procedures import ProcedureDefinition
+from broker.mapping.site import SiteMappings
+from broker.store.fastsql import savepoint
+from broker.store.merge import MergeError
 from broker.store.models import InboundMessage
-from broker.store.orders import OrderConflict
+from broker.store.order_rows import FINISH_MESSAGE, FIND_MESSAGE, INSERT_MESSAGE, OrderConflict
 
 log = logging.getLogger(__name__)
 CHANNEL = "hl7"
@@ -28,9 +31,16 @@ CHANNEL = "hl7"
 
 @dataclass(frozen=True)
 class IntakeContext:
-    procedures: dict[str, ProcedureDefinition]
+    """What handlers need besides the message: mappings, policies, UID and clock sources."""
+    mappings: SiteMappings
     new_uid: Callable[[], str]
     patient_id_issuer: str = ""
+    # Missing Study Instance UID: "generate" under the UID root, "accession" (derived), "reject".
+    study_uid_policy: str = "generate"
+    uid_root: str = "1.2.826.0.1.3680043.10.1254."
+    # Senders allowed by MSH-3 / MSH-3|MSH-4 ("APP" or "APP|FACILITY"); empty: any.
+    allowed_senders: tuple[str, ...] = ()
+    now: Callable[[], datetime] = field(default=local_now)
 
 
 class Rejected(Exception):
@@ -61,6 +71,20 @@ class Outcome:
     message_id: int | None
     duplicate: bool = False
 
+    @property
+    def code(self) -> str:
+        """MSA-1 of the ACK."""
+        return {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}.get(self.status, "AA")
+
+
+# Domain and store refusals -> (ACK error condition, HL7 table 0357).
+_FAILURES: tuple[tuple[type[Exception], tuple[str, str]], ...] = (
+    (FieldError, ack.ERR_REQUIRED_FIELD),
+    (OrderConflict, ack.ERR_DUPLICATE_KEY),
+    (IllegalTransition, ack.ERR_APPLICATION),
+    (MergeError, ack.ERR_UNKNOWN_KEY),
+)
+
 
 class Hl7Intake:
     """Receives raw HL7 messages and answers each with the bytes of its ACK."""
@@ -68,108 +92,111 @@ class Hl7Intake:
     def __init__(self, session_factory: sessionmaker[Session], ctx: IntakeContext,
                  handlers: dict[str, Handler]) -> None:
         self._sessions = session_factory
-        self._ctx = ctx
+        self.ctx = ctx
         self._handlers = handlers
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self._sessions
+
     def receive(self, raw: bytes, peer: str = "") -> Outcome:
-        """Store, apply and acknowledge one message; never raises for bad input."""
+        """Store, apply and acknowledge one message in its own transaction; never raises for bad input."""
+        try:
+            with self._sessions.begin() as session:
+                return self.process(session, raw, peer)
+        except IntegrityError:
+            # A concurrent copy of the same (sender, control id) committed first: a resend.
+            with self._sessions.begin() as session:
+                return self.process(session, raw, peer)
+
+    def process(self, session: Session, raw: bytes, peer: str) -> Outcome:
+        """Store and apply one message inside the caller's transaction (the caller commits)."""
         try:
             msg = parse(raw)
         except Hl7ParseError as exc:
-            message_id = self._store_unreadable(raw, peer, str(exc))
+            text = str(exc)
+            ack_bytes = ack.fallback_ack(raw, text)
+            message_id = self._insert(session, raw, peer, None, "REJECTED", text, ack_bytes)
             log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id, exc)
-            return Outcome("REJECTED", ack.fallback_ack(raw, str(exc)), message_id)
-        header = ack.AckHeader.of(msg)
-        previous = self._previous(msg)
-        if previous is not None:
-            log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
-                     peer, msg.control_id, previous.id)
-            return Outcome(previous.status, previous.ack or ack.build_ack(header, "AA"),
-                           previous.id, duplicate=True)
-        message_id = self._store(raw, msg, peer)
-        if message_id is None:  # a concurrent resend won the insert
-            previous = self._previous(msg)
-            return Outcome(previous.status, previous.ack or ack.build_ack(header, "AA"),
-                           previous.id, duplicate=True)
-        return self._apply(message_id, msg, header, peer)
+            return Outcome("REJECTED", ack_bytes, message_id)
+        if msg.control_id:
+            previous = FIND_MESSAGE.first(session, {
+                "b_channel": CHANNEL, "b_sender": msg.sender, "b_control_id": msg.control_id})
+            if previous is not None:
+                previous_id, previous_status, previous_ack = previous
+                log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
+                         peer, msg.control_id, previous_id)
+                return Outcome(previous_status, bytes(previous_ack) if previous_ack else
+                               ack.build_ack(ack.AckHeader.of(msg), "AA"), previous_id,
+                               duplicate=True)
+        message_id = self._insert(session, raw, peer, msg, "RECEIVED", "", None)
+        return self._apply(session, message_id, msg, peer)
 
     def reprocess(self, message_id: int) -> Outcome:
         """Apply a stored message again (after a fix to data or mappings)."""
-        with self._sessions() as session:
+        with self._sessions.begin() as session:
             row = session.get(InboundMessage, message_id)
             if row is None:
                 raise KeyError(f"no inbound message #{message_id}")
             if row.status == "PROCESSED":
                 raise ValueError(f"message #{message_id} was already processed")
-            raw = row.raw
-        msg = parse(raw)
-        return self._apply(message_id, msg, ack.AckHeader.of(msg), "reprocess")
+            try:
+                msg = parse(row.raw)
+            except Hl7ParseError as exc:
+                raise ValueError(f"message #{message_id} is not readable HL7: {exc}") from None
+            return self._apply(session, row.id, msg, "reprocess")
 
-    def _apply(self, message_id: int, msg: Message, header: ack.AckHeader, peer: str) -> Outcome:
+    def _apply(self, session: Session, message_id: int, msg: Message, peer: str) -> Outcome:
         status, text, error = "PROCESSED", "", None
         try:
             handler = self._handler_for(msg)
-            with self._sessions.begin() as session:
-                handler(session, msg, message_id, self._ctx)
+            with savepoint(session):  # a failure undoes the apply, not the raw row
+                handler(session, msg, message_id, self.ctx)
         except Rejected as exc:
             status, text, error = "REJECTED", str(exc), exc.error
         except Failed as exc:
             status, text, error = "FAILED", str(exc), exc.error
-        except FieldError as exc:
-            status, text, error = "FAILED", str(exc), ack.ERR_REQUIRED_FIELD
-        except OrderConflict as exc:
-            status, text, error = "FAILED", str(exc), ack.ERR_DUPLICATE_KEY
-        except IllegalTransition as exc:
-            status, text, error = "FAILED", str(exc), ack.ERR_APPLICATION
-        except Exception:  # noqa: BLE001 - an unexpected bug must still be answered and kept
-            log.exception("hl7 message #%s (control id %s): processing failed", message_id,
-                          msg.control_id)
-            status, text, error = "FAILED", "internal error while processing the message", \
-                ack.ERR_APPLICATION
+        except Exception as exc:  # noqa: BLE001 - an unexpected bug must still be answered and kept
+            error = next((e for kind, e in _FAILURES if isinstance(exc, kind)), None)
+            if error is None:
+                log.exception("hl7 message #%s (control id %s): processing failed", message_id,
+                              msg.control_id)
+                text, error = "internal error while processing the message", ack.ERR_APPLICATION
+            else:
+                text = str(exc)
+            status = "FAILED"
         code = {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}[status]
-        ack_bytes = ack.build_ack(header, code, text, error)
-        with self._sessions.begin() as session:
-            row = session.get(InboundMessage, message_id)
-            row.status, row.error, row.ack = status, text, ack_bytes
-            row.processed_at = utcnow()
-            row.attempts += 1
+        ack_bytes = ack.build_ack(ack.AckHeader.of(msg), code, text, error)
+        FINISH_MESSAGE.run(session, {"b_id": message_id, "b_status": status, "b_error": text,
+                                         "b_ack": ack_bytes, "b_at": utcnow()})
         log.info("hl7 from %s: %s control id %s -> %s (message #%s)%s", peer, msg.message_type,
                  msg.control_id, code, message_id, f": {text}" if text else "")
         return Outcome(status, ack_bytes, message_id)
 
     def _handler_for(self, msg: Message) -> Handler:
+        allowed = self.ctx.allowed_senders
+        if allowed and msg.get("MSH", 3) not in allowed and msg.sender not in allowed:
+            raise Rejected(f"sender {msg.sender!r} is not allowed", ack.ERR_UNKNOWN_KEY)
         if msg.version not in ack.SUPPORTED_VERSIONS:
             raise Rejected(f"HL7 version {msg.version!r} is not supported", ack.ERR_UNSUPPORTED_VERSION)
+        if msg.get("MSH", 11) not in ("P", "T", "D", ""):
+            raise Rejected(f"processing id {msg.get('MSH', 11)!r} is not supported",
+                           ack.ERR_UNSUPPORTED_PROCESSING_ID)
         handler = self._handlers.get(msg.message_type)
         if handler is None:
-            raise Rejected(f"message type {msg.message_type} is not supported",
-                           ack.ERR_UNSUPPORTED_MESSAGE_TYPE)
+            known = {key.split("^")[0] for key in self._handlers}
+            error = (ack.ERR_UNSUPPORTED_EVENT if msg.message_type.split("^")[0] in known
+                     else ack.ERR_UNSUPPORTED_MESSAGE_TYPE)
+            raise Rejected(f"message type {msg.message_type} is not supported", error)
         return handler
 
-    def _previous(self, msg: Message) -> InboundMessage | None:
-        if not msg.control_id:
-            return None
-        with self._sessions() as session:
-            return session.execute(select(InboundMessage).where(
-                InboundMessage.channel == CHANNEL, InboundMessage.sender == msg.sender,
-                InboundMessage.control_id == msg.control_id)).scalar_one_or_none()
-
-    def _store(self, raw: bytes, msg: Message, peer: str) -> int | None:
-        try:
-            with self._sessions.begin() as session:
-                row = InboundMessage(channel=CHANNEL, sender=msg.sender,
-                                     control_id=msg.control_id or None,
-                                     message_type=msg.message_type, peer=peer, raw=raw)
-                session.add(row)
-                session.flush()
-                return row.id
-        except IntegrityError:
-            return None
-
-    def _store_unreadable(self, raw: bytes, peer: str, error: str) -> int:
-        with self._sessions.begin() as session:
-            row = InboundMessage(channel=CHANNEL, sender="", control_id=None, peer=peer, raw=raw,
-                                 status="REJECTED", error=error, processed_at=utcnow(), attempts=1)
-            session.add(row)
-            session.flush()
-            return row.id
+    @staticmethod
+    def _insert(session: Session, raw: bytes, peer: str, msg: Message | None, status: str,
+                error: str, ack_bytes: bytes | None) -> int:
+        now = utcnow()
+        return INSERT_MESSAGE.scalar(session, dict(
+            channel=CHANNEL, sender=msg.sender if msg else "",
+            control_id=(msg.control_id or None) if msg else None,
+            message_type=msg.message_type[:32] if msg else "", peer=peer[:64], raw=raw,
+            received_at=now, status=status, error=error, ack=ack_bytes,
+            processed_at=None if msg else now, attempts=0 if msg else 1))

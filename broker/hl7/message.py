@@ -6,6 +6,7 @@ the message with its own separators and leaves validation to the mapping.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from dataclasses import dataclass
 
 
@@ -61,6 +62,8 @@ class Separators:
 class Message:
     """An HL7 v2 message read for field access: `msg.get("PID", 3, rep=1, comp=1)`."""
 
+    codec = "latin-1"  # how \Xhh..\ escapes decode; parse() sets it from MSH-18
+
     def __init__(self, text: str) -> None:
         if not text.startswith("MSH") or len(text) < 8:
             raise Hl7ParseError("message does not start with an MSH segment")
@@ -80,6 +83,9 @@ class Message:
             self.segments.append((name, fields))
         msh = self.segments[0][1]
         self._msh = msh
+        self._first: dict[str, list[str]] = {}
+        for name, fields in reversed(self.segments):
+            self._first[name] = fields
 
     def segments_named(self, name: str) -> list[list[str]]:
         """All segments with this name, in order, each a list indexed by field number."""
@@ -87,10 +93,12 @@ class Message:
 
     def segment(self, name: str) -> list[str] | None:
         """The first segment with this name, or None."""
-        for seg, fields in self.segments:
-            if seg == name:
-                return fields
-        return None
+        return self._first.get(name)
+
+    def _plain(self, value: str) -> bool:
+        sep = self.sep
+        return sep.repetition not in value and sep.component not in value \
+            and sep.subcomponent not in value
 
     def field(self, fields: list[str] | None, number: int, rep: int = 1, comp: int = 1,
               sub: int = 1, raw: bool = False) -> str:
@@ -98,8 +106,14 @@ class Message:
         if fields is None or number >= len(fields):
             return ""
         value = fields[number]
+        if not value:
+            return ""
         if fields[0] == "MSH" and number in (1, 2):
             return value
+        if self._plain(value):  # most fields hold one simple value: skip the splitting
+            if rep == 1 and comp == 1 and sub == 1:
+                return value if raw or self.sep.escape not in value else self.unescape(value)
+            return ""
         reps = value.split(self.sep.repetition)
         if rep > len(reps):
             return ""
@@ -149,7 +163,8 @@ class Message:
             return simple[code]
         if code.startswith("X") and len(code) > 1:
             try:
-                return bytes.fromhex(code[1:]).decode("latin-1")
+                # \Xhh..\ are bytes in the message's own character set (HL7 v2.5.1 2.7.4).
+                return bytes.fromhex(code[1:]).decode(self.codec, "replace")
             except ValueError:
                 pass
         if code in {"H", "N"}:  # highlighting on/off: formatting only
@@ -157,20 +172,20 @@ class Message:
         return f"{sep.escape}{code}{sep.escape}"  # unknown: keep as sent
 
     # Header fields every handler needs.
-    @property
+    @cached_property
     def message_type(self) -> str:
         code, event = self.get("MSH", 9, comp=1), self.get("MSH", 9, comp=2)
         return f"{code}^{event}" if event else code
 
-    @property
+    @cached_property
     def control_id(self) -> str:
         return self.get("MSH", 10)
 
-    @property
+    @cached_property
     def version(self) -> str:
         return self.get("MSH", 12)
 
-    @property
+    @cached_property
     def sender(self) -> str:
         """MSH-3 sending application and MSH-4 sending facility, as one key."""
         return f"{self.get('MSH', 3)}|{self.get('MSH', 4)}"
@@ -178,4 +193,6 @@ class Message:
 
 def parse(raw: bytes) -> Message:
     """Decode and read a message, or raise Hl7ParseError."""
-    return Message(decode(raw))
+    msg = Message(decode(raw))
+    msg.codec = "utf-8" if CHARSETS.get(_msh18(raw).upper()) == "utf-8" else "latin-1"
+    return msg

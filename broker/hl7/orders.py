@@ -1,52 +1,104 @@
-"""ORM^O01 (IHE RAD-2/RAD-4, v2.3.1 and v2.4) read into OrderRequests."""
+"""Order messages (ORM^O01 v2.3.1/v2.4, OMI^O23 v2.5.1, OMG^O19) read into OrderRequests.
+
+Each value is read where mappings/hl7_fields.toml (and the sender's override) says, following
+IHE RAD TF-2 4.4: OBR-18/19/20/24 and ZDS-1 in v2.3.1, IPC-1..9 and TQ1-7/9 in v2.5.1.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from broker.domain.records import (
-    OrderRequest, PatientRecord, ProcedureRequest, StepRequest,
+    Identifier, OrderRequest, PatientRecord, ProcedureRequest, StepRequest,
 )
 from broker.hl7.fields import (
     FieldError, cx_list, dicom_priority, dicom_sex, parse_date, parse_ts, xcn_as_pn, xpn,
 )
 from broker.hl7.message import Message
 from broker.mapping.procedures import ProcedureDefinition
+from broker.mapping.site import Address, SenderOverride, SiteMappings
+
+# Segments read inside an order group; everything else is read from the message.
+GROUP_SEGMENTS = ("ORC", "OBR", "TQ1", "ZDS")
+# Person-name fields (XCN) are read as DICOM PN values, not as one component.
+_PERSON_FIELDS = ("referring_physician", "performing_physician")
 
 
-@dataclass(frozen=True)
+@dataclass
 class OrderGroup:
-    """One ORC with its OBR (and ZDS): one requested procedure."""
+    """One ORC with its OBR, TQ1, ZDS and IPC segments: one requested procedure."""
     control: str        # ORC-1
     orc: list[str]
-    obr: list[str] | None
-    zds: list[str] | None
+    obr: list[str] | None = None
+    zds: list[str] | None = None
+    tq1: list[str] | None = None
+    ipcs: list[list[str]] = field(default_factory=list)
 
 
 def order_groups(msg: Message) -> list[OrderGroup]:
-    """Split the message into ORC/OBR groups, in order."""
+    """Split the message into ORC groups, in order (ORC starts a group; IPC may repeat)."""
     groups: list[OrderGroup] = []
-    orc = obr = zds = None
     for name, fields in msg.segments:
         if name == "ORC":
-            if orc is not None:
-                groups.append(OrderGroup(msg.field(orc, 1), orc, obr, zds))
-            orc, obr, zds = fields, None, None
-        elif name == "OBR" and orc is not None and obr is None:
-            obr = fields
-        elif name == "ZDS" and orc is not None:
-            zds = fields
-    if orc is not None:
-        groups.append(OrderGroup(msg.field(orc, 1), orc, obr, zds))
+            groups.append(OrderGroup(msg.field(fields, 1).upper(), fields))
+        elif not groups:
+            continue
+        elif name == "OBR" and groups[-1].obr is None:
+            groups[-1].obr = fields
+        elif name == "ZDS" and groups[-1].zds is None:
+            groups[-1].zds = fields
+        elif name == "TQ1" and groups[-1].tq1 is None:
+            groups[-1].tq1 = fields
+        elif name == "IPC":
+            groups[-1].ipcs.append(fields)
     return groups
 
 
-def read_patient(msg: Message, patient_id_issuer: str = "") -> PatientRecord:
-    """PID as a PatientRecord; the configured issuer's identifier comes first."""
-    pid = msg.segment("PID")
+class OrderReader:
+    """Reads a message's mapped values for one sender and version."""
+
+    def __init__(self, msg: Message, mappings: SiteMappings) -> None:
+        self.msg = msg
+        self.mappings = mappings
+        self.sender: SenderOverride | None = mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
+
+    def value(self, name: str, group: OrderGroup, ipc: list[str] | None = None) -> str:
+        """The first non-empty value of `name` at its mapped addresses."""
+        for address in self.mappings.addresses(name, self.msg.version, self.sender):
+            found = self._read(address, group, ipc, name in _PERSON_FIELDS)
+            if found:
+                return found
+        return ""
+
+    def _read(self, address: Address, group: OrderGroup, ipc: list[str] | None,
+              person: bool) -> str:
+        seg = self._segment(address.segment, group, ipc)
+        if seg is None:
+            return ""
+        if person:
+            return xcn_as_pn(self.msg, seg, address.field)
+        return self.msg.field(seg, address.field, 1, address.component, address.subcomponent or 1)
+
+    def _segment(self, name: str, group: OrderGroup, ipc: list[str] | None) -> list[str] | None:
+        if name == "IPC":
+            return ipc
+        if name in GROUP_SEGMENTS:
+            return {"ORC": group.orc, "OBR": group.obr, "TQ1": group.tq1, "ZDS": group.zds}[name]
+        return self.msg.segment(name)
+
+
+def read_patient(msg: Message, patient_id_issuer: str = "", default_issuer: str = "",
+                 pid: list[str] | None = None) -> PatientRecord:
+    """PID as a PatientRecord; the configured issuer's identifier comes first (the patient ID)."""
+    pid = pid if pid is not None else msg.segment("PID")
     if pid is None:
         raise FieldError("PID segment is missing")
-    identifiers = cx_list(msg, pid, 3)
+    identifiers = [i if i.issuer or not default_issuer else
+                   Identifier(i.value, default_issuer, i.type_code) for i in cx_list(msg, pid, 3)]
+    if not identifiers:
+        # v2.3.1 senders still use PID-2 (external patient ID) for the only identifier.
+        identifiers = cx_list(msg, pid, 2)
     if not identifiers:
         raise FieldError("PID-3 patient identifier is empty")
     if patient_id_issuer:
@@ -61,54 +113,141 @@ def read_patient(msg: Message, patient_id_issuer: str = "") -> PatientRecord:
     )
 
 
-def read_order(msg: Message, group: OrderGroup, procedures: dict[str, ProcedureDefinition],
-               patient_id_issuer: str = "") -> OrderRequest:
-    """One ORC/OBR group as an OrderRequest with one requested procedure and its step."""
-    orc, obr = group.orc, group.obr
-    if obr is None:
+@dataclass(frozen=True)
+class OrderPolicy:
+    """How to fill what the order leaves out."""
+    patient_id_issuer: str = ""
+    study_uid_policy: str = "generate"   # generate | accession | reject
+    uid_root: str = "1.2.826.0.1.3680043.10.1254."
+
+
+def read_orders(msg: Message, groups: list[OrderGroup], mappings: SiteMappings,
+                policy: OrderPolicy) -> list[tuple[str, OrderRequest]]:
+    """(order control, OrderRequest) per placer order; groups sharing ORC-2 form one order."""
+    reader = OrderReader(msg, mappings)
+    sender = reader.sender
+    issuer = sender.patient_id_issuer if sender and sender.patient_id_issuer is not None \
+        else policy.patient_id_issuer
+    patient = read_patient(msg, issuer, sender.default_issuer if sender else "")
+    orders: dict[tuple[str, str], tuple[str, OrderRequest]] = {}
+    for group in groups:
+        control, request = group.control, read_order(reader, group, patient, policy)
+        key = (request.placer_order_number, request.placer_issuer)
+        if key in orders:
+            first_control, first = orders[key]
+            request = OrderRequest(**{**first.__dict__,
+                                      "procedures": first.procedures + request.procedures})
+            control = first_control
+        orders[key] = (control, request)
+    return list(orders.values())
+
+
+def read_order(reader: OrderReader, group: OrderGroup, patient: PatientRecord,
+               policy: OrderPolicy) -> OrderRequest:
+    """One ORC group as an OrderRequest with its requested procedure(s) and steps."""
+    if group.obr is None:
         raise FieldError("ORC without an OBR segment")
-    placer = msg.field(orc, 2) or msg.field(obr, 2)
-    placer_issuer = msg.field(orc, 2, comp=2) or msg.field(obr, 2, comp=2)
+    value = lambda name: reader.value(name, group)  # noqa: E731 - reads like the mapping file
+    placer = value("placer_order_number")
     if not placer:
         raise FieldError("ORC-2/OBR-2 placer order number is empty")
-    accession = msg.field(obr, 18)
-    code = msg.field(obr, 4, comp=1)
-    definition = procedures.get(code, ProcedureDefinition(code=code))
-    start = _start_time(msg, orc, obr)
-    procedure_id = msg.field(obr, 19) or accession or placer
-    description = msg.field(obr, 4, comp=2) or definition.meaning
-    step = StepRequest(
-        step_id=(msg.field(obr, 20) or procedure_id)[:16],
-        modality=msg.field(obr, 24) or definition.modality,
-        station_ae_titles=definition.station_ae_titles,
-        station_name=definition.station_name,
-        location=msg.field(msg.segment("PV1"), 3),
-        start=start,
-        performing_physician=xcn_as_pn(msg, obr, 34),
-        description=description,
-    )
-    pv1 = msg.segment("PV1")
-    referring = xcn_as_pn(msg, pv1, 8) or xcn_as_pn(msg, orc, 12) or xcn_as_pn(msg, obr, 16)
-    priority = msg.field(orc, 7, comp=6) or msg.field(obr, 27, comp=6) or msg.field(obr, 5)
+    placer_issuer = reader.msg.field(group.orc, 2, comp=2) or reader.msg.field(group.obr, 2, comp=2)
+    filler_issuer = reader.msg.field(group.orc, 3, comp=2) or reader.msg.field(group.obr, 3, comp=2)
+    accession = value("accession_number")
+    procedures = _procedures(reader, group, accession, placer, policy)
     return OrderRequest(
-        patient=read_patient(msg, patient_id_issuer),
-        placer_order_number=placer, placer_issuer=placer_issuer,
-        filler_order_number=msg.field(orc, 3) or msg.field(obr, 3),
-        filler_issuer=msg.field(orc, 3, comp=2) or msg.field(obr, 3, comp=2),
+        patient=patient, placer_order_number=placer, placer_issuer=placer_issuer,
+        filler_order_number=value("filler_order_number"), filler_issuer=filler_issuer,
         accession_number=accession[:16],
-        priority=dicom_priority(priority),
-        referring_physician=referring,
-        reason=msg.field(obr, 31, comp=2) or msg.field(obr, 31, comp=1),
-        procedures=(ProcedureRequest(
-            procedure_id=procedure_id[:16], code_value=code,
-            code_scheme=msg.field(obr, 4, comp=3), code_meaning=description,
-            study_instance_uid=msg.field(group.zds, 1), steps=(step,)),),
-    )
+        priority=dicom_priority(value("priority")),
+        referring_physician=value("referring_physician"),
+        reason=value("reason"), procedures=procedures)
 
 
-def _start_time(msg: Message, orc: list[str], obr: list[str]) -> datetime | None:
-    for where, seg, number in (("ORC-7.4", orc, 7), ("OBR-27.4", obr, 27)):
-        value = msg.field(seg, number, comp=4)
+def _procedures(reader: OrderReader, group: OrderGroup, accession: str, placer: str,
+                policy: OrderPolicy) -> tuple[ProcedureRequest, ...]:
+    """One procedure per distinct requested procedure ID; each IPC (or the OBR) is a step."""
+    code, meaning, scheme = _coded(reader, group)
+    definition = reader.mappings.procedures.get(code, ProcedureDefinition(code=code))
+    description = meaning or definition.meaning
+    start = _start_time(reader, group)
+    by_id: dict[str, list[StepRequest]] = {}
+    uids: dict[str, str] = {}
+    for ipc in (group.ipcs or [None]):
+        value = lambda name: reader.value(name, group, ipc)  # noqa: E731
+        procedure_id = (value("requested_procedure_id") or accession or placer)[:16]
+        by_id.setdefault(procedure_id, []).append(_step(reader, group, ipc, procedure_id,
+                                                        definition, description, start))
+        uids.setdefault(procedure_id, value("study_instance_uid"))
+    return tuple(ProcedureRequest(
+        procedure_id=pid, code_value=code, code_scheme=scheme, code_meaning=description[:64],
+        study_instance_uid=uids[pid] or _missing_uid(policy, accession, pid),
+        steps=tuple(steps)) for pid, steps in by_id.items())
+
+
+def _coded(reader: OrderReader, group: OrderGroup) -> tuple[str, str, str]:
+    """The requested procedure code as (value, meaning, scheme) from the first mapped CE."""
+    for address in reader.mappings.addresses("procedure_code", reader.msg.version, reader.sender):
+        seg = reader._segment(address.segment, group, None)
+        code = reader.msg.field(seg, address.field, comp=1)
+        if code:
+            return (code, reader.msg.field(seg, address.field, comp=2),
+                    reader.msg.field(seg, address.field, comp=3))
+    return "", "", ""
+
+
+def _step(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, procedure_id: str,
+          definition: ProcedureDefinition, description: str,
+          start: datetime | None) -> StepRequest:
+    value = lambda name: reader.value(name, group, ipc)  # noqa: E731
+    modality = value("modality") or definition.modality
+    location = value("location")
+    titles, station_name = _station(reader, group, ipc, modality, location, definition)
+    protocol = value("protocol_code")
+    protocol_codes = ((protocol, reader.msg.field(ipc, 6, comp=3), reader.msg.field(ipc, 6, comp=2)),) \
+        if protocol and ipc is not None else ()
+    return StepRequest(
+        step_id=(value("step_id") or procedure_id)[:16], modality=modality[:16],
+        station_ae_titles=titles, station_name=station_name[:64], location=location[:64],
+        start=start, performing_physician=value("performing_physician"),
+        # IHE RAD TF-2 4.4: with IPC, the protocol (IPC-6) describes this step.
+        description=((protocol_codes[0][2] if protocol_codes else "") or description)[:64],
+        protocol_codes=protocol_codes)
+
+
+def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, modality: str,
+             location: str, definition: ProcedureDefinition) -> tuple[tuple[str, ...], str]:
+    """Station AE title(s) and name: message, then stations.toml rules, then procedure table."""
+    sent = reader.value("station_ae_title", group, ipc)
+    name = reader.value("station_name", group, ipc)
+    if sent:
+        return (sent[:16],), name or definition.station_name
+    rule = reader.mappings.station_for({
+        "modality": modality, "procedure_code": definition.code, "location": location,
+        "sender": reader.msg.get("MSH", 3)})
+    if rule is not None:
+        return rule.station_ae_titles, name or rule.station_name
+    return definition.station_ae_titles, name or definition.station_name
+
+
+def _start_time(reader: OrderReader, group: OrderGroup) -> datetime | None:
+    for address in reader.mappings.addresses("start", reader.msg.version, reader.sender):
+        value = reader._read(address, group, group.ipcs[0] if group.ipcs else None, False)
         if value:
-            return parse_ts(value, where)
-    return parse_ts(msg.field(obr, 36), "OBR-36")
+            return parse_ts(value, str(address))
+    return None
+
+
+def _missing_uid(policy: OrderPolicy, accession: str, procedure_id: str) -> str:
+    """The Study Instance UID of a procedure the order sent none for (hl7.study_uid_policy)."""
+    if policy.study_uid_policy == "reject":
+        raise FieldError("Study Instance UID is missing (ZDS-1 / IPC-3) and the policy is reject")
+    if policy.study_uid_policy == "accession":
+        if not accession:
+            raise FieldError("Study Instance UID is missing and there is no accession number "
+                             "to derive it from")
+        # A name-based UID (PS3.5 B.2 style): the same accession always yields the same UID.
+        root = policy.uid_root if policy.uid_root.endswith(".") else policy.uid_root + "."
+        digest = uuid.uuid5(uuid.NAMESPACE_OID, f"{accession}|{procedure_id}").int
+        return (root + str(digest))[:64].rstrip(".")
+    return ""  # generate: the store asks the UID factory

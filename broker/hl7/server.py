@@ -2,67 +2,109 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from concurrent.futures import Executor
+import ssl
+from concurrent.futures import Future
+from typing import Callable
 
 from broker.config import Hl7Settings
 from broker.hl7 import ack
-from broker.hl7.intake import Hl7Intake
+from broker.hl7.intake import Outcome
 from broker.hl7.message import Hl7ParseError, parse
 from broker.hl7.mllp import MessageTooLarge, MllpFramingError, MllpReader, frame
 
 log = logging.getLogger(__name__)
+Submit = Callable[[bytes, str], "Future[Outcome]"]
+
+
+def tls_context(settings: Hl7Settings) -> ssl.SSLContext | None:
+    """The server TLS context when a certificate is configured; client certificates when a CA is."""
+    if not settings.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
+    if settings.tls_ca_file:
+        context.load_verify_locations(settings.tls_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def peer_allowed(address: str, allowed: tuple[str, ...]) -> bool:
+    """True when `allowed` is empty or the address is in one of its addresses / networks."""
+    if not allowed:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(entry, strict=False) for entry in allowed)
 
 
 class MllpServer:
-    """Serves MLLP on one address; database work runs on `executor`, off the event loop."""
+    """Serves MLLP on one address; every message goes to `submit` (the intake writer)."""
 
-    def __init__(self, intake: Hl7Intake, settings: Hl7Settings, executor: Executor) -> None:
-        self._intake = intake
+    def __init__(self, submit: Submit, settings: Hl7Settings) -> None:
+        self._submit = submit
         self._settings = settings
-        self._executor = executor
         self._server: asyncio.Server | None = None
         self._connections = 0
+        self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> tuple[str, int]:
         """Bind and start serving; returns the bound address (port 0 picks a free one)."""
         self._server = await asyncio.start_server(
-            self._serve_connection, self._settings.host, self._settings.port)
+            self._serve_connection, self._settings.host, self._settings.port,
+            ssl=tls_context(self._settings))
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
     async def close(self) -> None:
+        """Stop listening and end open connections (a message being stored still commits)."""
         if self._server is not None:
             self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _serve_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        address, port = writer.get_extra_info("peername")[:2]
+        peer = f"{address}:{port}"
+        if not peer_allowed(address, self._settings.allowed_peers):
+            log.warning("mllp %s: address not in hl7.allowed_peers; connection closed", peer)
+            writer.close()
+            return
         if self._connections >= self._settings.max_connections:
             log.warning("mllp %s: refused, %d connections already open", peer, self._connections)
             writer.close()
             return
         self._connections += 1
+        task = asyncio.current_task()
+        self._tasks.add(task)
         try:
             await self._serve_frames(MllpReader(reader, self._settings.max_message_bytes),
                                      writer, peer)
         finally:
             self._connections -= 1
+            self._tasks.discard(task)
             writer.close()
             try:
                 await writer.wait_closed()
-            except (ConnectionError, OSError):
+            except (ConnectionError, OSError, ssl.SSLError):
                 pass
 
     async def _serve_frames(self, reader: MllpReader, writer: asyncio.StreamWriter,
                             peer: str) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 raw = await asyncio.wait_for(reader.read_frame(),
                                              self._settings.idle_timeout_seconds)
             except MessageTooLarge as exc:
+                # The oversized bytes are not stored (that is the point of the limit); the AR
+                # answers its MSH-10 and the connection stays usable for the next frame.
                 log.warning("mllp %s: %s; answered AR", peer, exc)
                 writer.write(frame(_too_large_ack(exc)))
                 await writer.drain()
@@ -76,12 +118,18 @@ class MllpServer:
             except asyncio.IncompleteReadError:
                 log.warning("mllp %s: connection closed in the middle of a message", peer)
                 return
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, ssl.SSLError) as exc:
                 log.info("mllp %s: connection lost (%s)", peer, exc)
                 return
             if raw is None:
                 return
-            outcome = await loop.run_in_executor(self._executor, self._intake.receive, raw, peer)
+            # The future resolves only after the message's transaction committed.
+            try:
+                outcome = await asyncio.wrap_future(self._submit(raw, peer))
+            except Exception as exc:  # noqa: BLE001 - the store failed: no ACK may leave
+                log.error("mllp %s: message could not be stored (%s); no ACK sent, closing so "
+                          "the sender resends", peer, exc)
+                return
             try:
                 writer.write(frame(outcome.ack))
                 await writer.drain()

@@ -1,0 +1,133 @@
+"""Prebuilt statements run straight on the session's DBAPI cursor, for the HL7 hot path.
+
+SQLAlchemy Core spends ~70 us per execute on parameter and result bookkeeping; the statement
+itself takes ~5 us on SQLite. A FastStatement compiles its Core statement once per dialect and
+keeps the SQL text, the parameter order and the type bind processors (DateTime, JSON), so an
+execute is one cursor call on the session's own connection, inside its transaction.
+Every parameter must be given: column defaults are not applied here.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
+
+
+class FastStatement:
+    """A Core statement executed on the raw cursor of the session's connection."""
+
+    def __init__(self, statement: ClauseElement, keys: Iterable[str] | None = None) -> None:
+        self._statement = statement
+        self._keys = list(keys) if keys is not None else None
+        self._compiled: dict[str, tuple] = {}
+
+    def _for(self, dialect: Any) -> tuple:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self._statement.compile(dialect=dialect, column_keys=self._keys)
+            literals = {name: bind.value for name, bind in compiled.binds.items()
+                        if bind.value is not None and not bind.expanding}
+            found = (compiled.string, compiled.positiontup, dict(compiled._bind_processors),
+                     literals)
+            self._compiled[dialect.name] = found
+        return found
+
+    def _values(self, sql: tuple, params: dict[str, Any]) -> Any:
+        _, names, processors, literals = sql
+        values = {**literals, **params}
+        for name, process in processors.items():
+            if name in values and values[name] is not None:
+                values[name] = process(values[name])
+        return [values[name] for name in names] if names is not None else values
+
+    def execute(self, session: Session, params: dict[str, Any]) -> Any:
+        """Run with `params`; returns the DBAPI cursor (fetchone / fetchall)."""
+        conn = _connection(session)
+        sql = self._for(conn.dialect)
+        cursor = conn.connection.cursor()
+        values = self._values(sql, params)
+        try:
+            cursor.execute(sql[0], values)
+        except conn.dialect.dbapi.Error as exc:
+            cursor.close()
+            raise _translated(sql[0], values, exc, conn) from exc
+        return cursor
+
+    def executemany(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Run once per parameter set."""
+        conn = _connection(session)
+        sql = self._for(conn.dialect)
+        cursor = conn.connection.cursor()
+        values = [self._values(sql, row) for row in rows]
+        try:
+            cursor.executemany(sql[0], values)
+        except conn.dialect.dbapi.Error as exc:
+            raise _translated(sql[0], values, exc, conn) from exc
+        finally:
+            cursor.close()
+
+    def run(self, session: Session, params: dict[str, Any]) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        cursor = self.execute(session, params)
+        count = cursor.rowcount
+        cursor.close()
+        return count
+
+    def scalar(self, session: Session, params: dict[str, Any]) -> Any:
+        """The first column of the first row, or None."""
+        cursor = self.execute(session, params)
+        row = cursor.fetchone()
+        cursor.close()
+        return row[0] if row else None
+
+    def first(self, session: Session, params: dict[str, Any]) -> tuple | None:
+        """The first row as a tuple, or None."""
+        cursor = self.execute(session, params)
+        row = cursor.fetchone()
+        cursor.close()
+        return row
+
+
+def _translated(sql: str, values: Any, exc: Exception, conn: Any) -> Exception:
+    """The SQLAlchemy exception (IntegrityError, OperationalError...) for a DBAPI error, so
+    callers handle errors of these statements as they do for any other."""
+    return DBAPIError.instance(sql, values, exc, conn.dialect.dbapi.Error,
+                               dialect=conn.dialect)
+
+
+def _connection(session: Session) -> Any:
+    """The session's connection in its current transaction (looked up once per transaction)."""
+    transaction = session.get_transaction()
+    cached = session.info.get("fastsql.connection")
+    if cached is not None and cached[0] is transaction and transaction is not None:
+        return cached[1]
+    conn = session.connection()
+    session.info["fastsql.connection"] = (session.get_transaction(), conn)
+    return conn
+
+
+@contextmanager
+def savepoint(session: Session, name: str = "intake_apply") -> Iterator[None]:
+    """A SAVEPOINT on the session's connection: an exception rolls back to it and re-raises.
+
+    Lighter than Session.begin_nested() (~90 us here). The ORM is kept consistent by flushing
+    before the savepoint and, after a rollback to it, expunging every object: rows the
+    failed work wrote are gone, so no object may claim to hold them.
+    """
+    session.flush()
+    cursor = _connection(session).connection.cursor()
+    cursor.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+        session.flush()
+    except BaseException:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        cursor.execute(f"RELEASE SAVEPOINT {name}")
+        cursor.close()
+        session.expunge_all()
+        raise
+    cursor.execute(f"RELEASE SAVEPOINT {name}")
+    cursor.close()

@@ -1,0 +1,38 @@
+"""`broker messages list|reprocess`: the functions and the CLI over a real SQLite store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from broker.cli import main
+from broker.config import load_settings
+from broker.hl7.commands import list_messages
+from broker.service import build_intake
+from broker.store.db import make_engine, make_session_factory
+from broker.store.migrate import upgrade
+from tests.hl7.test_intake import orm
+
+
+def test_list_and_reprocess(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings(path=None, default_file=None)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    intake = build_intake(settings, sessions)
+    failed = intake.receive(orm("C1", "XO"), "peer")        # unknown order: FAILED
+    intake.receive(orm("C2", "NW"), "peer")                  # now it exists
+    with sessions() as session:
+        rows = list_messages(session)
+        assert [(r.control_id, r.status) for r in rows] == [("C2", "PROCESSED"), ("C1", "FAILED")]
+        assert [r.control_id for r in list_messages(session, status="failed")] == ["C1"]
+        assert list_messages(session, sender="OTHER|X") == []
+    engine.dispose()
+
+    assert main(["messages", "list", "--status", "FAILED"]) == 0
+    out = capsys.readouterr().out
+    assert "C1" in out and "C2" not in out and "not known" in out
+    assert main(["messages", "reprocess", str(failed.message_id)]) == 0
+    assert f"message #{failed.message_id}: PROCESSED" in capsys.readouterr().out
+    assert main(["messages", "reprocess", str(failed.message_id)]) == 1  # already processed
+    assert "already processed" in capsys.readouterr().out
+    assert main(["messages", "reprocess", "999"]) == 1

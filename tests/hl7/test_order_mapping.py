@@ -1,0 +1,69 @@
+"""Order and patient mapping without sockets: Study UID policy, PID-3 issuer choice, settings."""
+from __future__ import annotations
+
+import pytest
+
+from broker.config import ConfigError, load_settings
+from broker.hl7.fields import FieldError
+from broker.hl7.message import parse
+from broker.hl7.orders import OrderPolicy, order_groups, read_orders, read_patient
+from broker.mapping.site import load_site_mappings
+from broker.resources import mappings_dir
+
+MAPPINGS = load_site_mappings(mappings_dir())
+ORM = ("MSH|^~\\&|EHR|HOSP|BROKER|RAD|20261123080000||ORM^O01|C1|P|2.3.1\r"
+       "PID|1||{pid3}||Doe^Jane||19800101|F\r"
+       "ORC|NW|P1^EHR|||||^^^202611241000^^R\r"
+       "OBR|1|P1^EHR||CTHEAD^CT head^L||||||||||||||{acc}|RP1|SPS1||||CT{zds}")
+
+
+def _orders(policy: OrderPolicy, acc: str = "ACC1", zds: str = ""):
+    msg = parse(ORM.format(pid3="1^^^HOSP", acc=acc, zds=zds).encode())
+    return read_orders(msg, order_groups(msg), MAPPINGS, policy)
+
+
+@pytest.mark.parametrize("policy, zds, acc, expected", [
+    ("generate", "", "ACC1", ""),                                  # the store asks the factory
+    ("generate", "\rZDS|1.2.3.4^X", "ACC1", "1.2.3.4"),            # sent: always kept
+    ("reject", "\rZDS|1.2.3.4^X", "ACC1", "1.2.3.4"),
+    ("accession", "", "ACC1", "same"),                             # derived, deterministic
+    ("reject", "", "ACC1", FieldError),
+    ("accession", "", "", FieldError),                             # nothing to derive from
+])
+def test_missing_study_uid_policy(policy, zds, acc, expected):
+    rule = OrderPolicy(study_uid_policy=policy, uid_root="1.2.999")
+    if expected is FieldError:
+        with pytest.raises(FieldError, match="Study Instance UID"):
+            _orders(rule, acc, zds)
+        return
+    uid = _orders(rule, acc, zds)[0][1].procedures[0].study_instance_uid
+    if expected == "same":
+        assert uid.startswith("1.2.999.") and len(uid) <= 64
+        assert uid == _orders(rule, acc, zds)[0][1].procedures[0].study_instance_uid
+        assert uid != _orders(rule, "ACC2", zds)[0][1].procedures[0].study_instance_uid
+    else:
+        assert uid == expected
+
+
+@pytest.mark.parametrize("pid3, issuer, default, expected", [
+    ("1^^^A~2^^^B", "", "", [("1", "A"), ("2", "B")]),
+    ("1^^^A~2^^^B", "B", "", [("2", "B"), ("1", "A")]),
+    ("1^^^A~2^^^B", "C", "", [("1", "A"), ("2", "B")]),    # configured issuer absent: first
+    ("1~2^^^B", "", "HOSP", [("1", "HOSP"), ("2", "B")]),  # default assigning authority
+    ("1^^^A&1.2.3&ISO", "A", "", [("1", "A")]),            # HD namespace of PID-3.4
+])
+def test_pid3_repetitions(pid3, issuer, default, expected):
+    msg = parse(ORM.format(pid3=pid3, acc="A", zds="").encode())
+    record = read_patient(msg, issuer, default)
+    assert [(i.value, i.issuer) for i in record.identifiers] == expected
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"BROKER_HL7_STUDY_UID_POLICY": "invent"}, "study_uid_policy"),
+    ({"BROKER_HL7_ALLOWED_PEERS": "10.0.0.0/8,not-an-ip"}, "allowed_peers"),
+    ({"BROKER_HL7_TLS_KEY_FILE": "/k.pem"}, "tls_cert_file"),
+    ({"BROKER_HL7_MAX_GROUP": "0"}, "max_group"),
+])
+def test_hl7_settings_are_validated(env, words):
+    with pytest.raises(ConfigError, match=words):
+        load_settings(path=None, environ=env, default_file=None)

@@ -105,25 +105,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.db import make_engine
-    from broker.store.migrate import current_revision, upgrade
+    from broker.store.migrate import current_revision
+    from broker.store.runtime import open_store
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    print(f"database at revision {current_revision(engine)}")
-    engine.dispose()
+    with open_store(settings) as store:
+        print(f"database at revision {current_revision(store.engine)}")
     return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from broker.demo import load_demo
     from broker.service import build_intake
-    from broker.store.db import make_engine, make_session_factory
-    from broker.store.migrate import upgrade
+    from broker.store.runtime import open_store
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    for name, status in load_demo(build_intake(settings, make_session_factory(engine))):
-        print(f"{name}: {status}")
-    engine.dispose()
+    with open_store(settings) as store:
+        for name, status in load_demo(build_intake(settings, store.sessions)):
+            print(f"{name}: {status}")
     return 0

@@ -5,21 +5,23 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import Settings
-from broker.store.db import is_sqlite, make_session_factory
+from broker.store.db import is_sqlite
 from broker.workflow_jobs import add_workflow_jobs
 
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
+def build_scheduler(settings: Settings, engine: Engine,
+                    sessions: sessionmaker[Session]) -> BackgroundScheduler:
     """The scheduler with every job this configuration needs; not started."""
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     if is_sqlite(engine):
         scheduler.add_job(checkpoint_wal, "interval", minutes=10, args=[engine],
                           id="sqlite-wal-checkpoint")
-    add_workflow_jobs(scheduler, settings, make_session_factory(engine))
+    add_workflow_jobs(scheduler, settings, sessions)
     return scheduler
 
 

@@ -21,9 +21,8 @@ from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
 from broker.mapping.site import SiteMappings, load_site_mappings
 from broker.resources import mappings_dir
-from broker.store.blocking import configure_matching
-from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
+from broker.store.runtime import connect_store
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,8 @@ class Broker:
     listeners: Listeners = field(default_factory=Listeners)
 
     def __post_init__(self) -> None:
-        self.engine = make_engine(self.settings.database_url, self.settings.database.echo)
-        self.sessions = make_session_factory(self.engine)
-        configure_matching(self.sessions, self.settings.matching)
+        store = connect_store(self.settings)
+        self.engine, self.sessions = store.engine, store.sessions
         self._stop_callbacks: list = []
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)
@@ -90,7 +88,7 @@ class Broker:
             self._stop_callbacks.append(server.shutdown)
         if self.settings.web.enabled:
             self._start_web()
-        scheduler = build_scheduler(self.settings, self.engine)
+        scheduler = build_scheduler(self.settings, self.engine, self.sessions)
         scheduler.start()
         self._stop_callbacks.append(lambda: scheduler.shutdown(wait=False))
         for name, address in self.listeners.described():

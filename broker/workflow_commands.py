@@ -6,6 +6,7 @@ import getpass
 import sys
 
 from broker.config import Settings
+from broker.store.runtime import command_store
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -41,17 +42,9 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     attach.set_defaults(run=_mpps_attach)
 
 
-def _sessions(settings: Settings):
-    from broker.store.db import make_engine, make_session_factory
-    from broker.store.migrate import upgrade
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine, make_session_factory(engine)
-
-
 def _steps_list(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.steps import list_steps
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     with sessions() as session:
         rows = list_steps(session, args.status, args.limit)
     print(f"{'ID':>6}  {'SPS ID':<16} {'STATUS':<12} {'MOD':<4} {'STATION':<17} "
@@ -67,7 +60,7 @@ def _steps_list(args: argparse.Namespace, settings: Settings) -> int:
 def _steps_arrive(args: argparse.Namespace, settings: Settings) -> int:
     from broker.domain.lifecycle import IllegalTransition
     from broker.store.steps import StepNotFound, arrive_step
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     try:
         with sessions.begin() as session:
             step = arrive_step(session, args.step, args.actor)
@@ -82,7 +75,7 @@ def _steps_arrive(args: argparse.Namespace, settings: Settings) -> int:
 
 def _mpps_unscheduled(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.performed import unscheduled_steps
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     with sessions() as session:
         rows = unscheduled_steps(session)
         print(f"{'ID':>6}  {'STATUS':<13} {'MOD':<4} {'STATION':<16} {'STARTED':<16} PATIENT")
@@ -96,7 +89,7 @@ def _mpps_unscheduled(args: argparse.Namespace, settings: Settings) -> int:
 
 def _mpps_attach(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.performed import attach_performed_step
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     try:
         with sessions.begin() as session:
             row = attach_performed_step(session, args.performed, args.step, args.actor)

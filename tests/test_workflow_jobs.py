@@ -5,6 +5,7 @@ from datetime import timedelta
 from broker.clock import local_now
 from broker.config import MppsSettings, WorklistSettings
 from broker.jobs import build_scheduler
+from broker.store.db import make_session_factory
 from broker.store.models import ScheduledStep
 from broker.workflow_jobs import run_housekeeping
 from tests.conftest import make_test_settings
@@ -12,7 +13,7 @@ from tests.support.schedule import schedule
 
 
 def _job_ids(settings, engine):
-    return {job.id for job in build_scheduler(settings, engine).get_jobs()}
+    return {job.id for job in build_scheduler(settings, engine, make_session_factory(engine)).get_jobs()}
 
 
 def test_jobs_are_opt_in(tmp_path, engine):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from broker.config import Settings
 from broker.hl7.intake import Hl7Intake, Outcome
 from broker.store.models import InboundMessage
+from broker.store.runtime import command_store
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     check.set_defaults(run=_check)
 
 
-def _engine(settings: Settings):
-    from broker.store.db import make_engine, make_session_factory
-    from broker.store.migrate import upgrade
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine, make_session_factory(engine)
-
-
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    engine, sessions = _engine(settings)
+    engine, sessions = command_store(settings)
     with sessions() as session:
         rows = list_messages(session, args.status, args.sender, args.limit)
     for r in rows:
@@ -88,7 +81,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
     from broker.service import build_intake
-    engine, sessions = _engine(settings)
+    engine, sessions = command_store(settings)
     try:
         outcome = reprocess_message(build_intake(settings, sessions), args.id)
     except (KeyError, ValueError) as exc:

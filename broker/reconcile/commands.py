@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import sys
 from pathlib import Path
 
 from broker.config import Settings
+from broker.store.runtime import command_store
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -55,20 +55,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     dismiss.set_defaults(run=_dismiss)
 
 
-def _sessions(settings: Settings):
-    from broker.store.blocking import configure_matching
-    from broker.store.db import make_engine, make_session_factory
-    from broker.store.migrate import upgrade
-
-    # Migration progress lines would bury the command's own output.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
-    engine = make_engine(settings.database_url, settings.database.echo)
-    upgrade(engine)
-    sessions = make_session_factory(engine)
-    configure_matching(sessions, settings.matching)
-    return engine, sessions
-
-
 def _actor(args: argparse.Namespace) -> str:
     return (args.actor or getpass.getuser() or "cli")[:64]
 
@@ -80,7 +66,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.is_file():
         print(f"broker: {args.file}: no such file", file=sys.stderr)
         return 2
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     bar = Progress("import", count_lines(args.file))
     try:
         report = import_csv(sessions, args.file, actor=f"cli:{getpass.getuser()}"[:64],
@@ -103,7 +89,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
     from broker.reconcile.progress import Progress
     from broker.reconcile.scan import scan
 
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -130,7 +116,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.matches import list_matches
 
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     try:
         with sessions() as session:
             entries = list_matches(session, None if args.status == "all" else args.status,
@@ -166,7 +152,7 @@ def _describe(rec: dict) -> str:
 def _act(settings: Settings, action) -> int:
     from broker.store.matches import MatchError
 
-    engine, sessions = _sessions(settings)
+    engine, sessions = command_store(settings)
     try:
         with sessions.begin() as session:
             message = action(session)

@@ -1,0 +1,49 @@
+"""The store as the broker's processes open it: engine, migrated schema, configured sessions."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.config import Settings
+from broker.store.blocking import configure_matching
+from broker.store.db import make_engine, make_session_factory
+from broker.store.migrate import upgrade
+
+
+@dataclass(frozen=True)
+class Store:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+def connect_store(settings: Settings) -> Store:
+    """An engine for the configured database and sessions carrying the site's settings."""
+    engine = make_engine(settings.database_url, settings.database.echo)
+    sessions = make_session_factory(engine)
+    # Every session must reconcile patients with the site's [matching] rules, whoever opens it.
+    configure_matching(sessions, settings.matching)
+    return Store(engine, sessions)
+
+
+def command_store(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """For a CLI command: connect and migrate; the caller disposes of the engine."""
+    store = connect_store(settings)
+    # Migration progress lines would bury the command's own output.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    upgrade(store.engine)
+    return store.engine, store.sessions
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[Store]:
+    """command_store as a context: the engine is disposed of on the way out."""
+    engine, sessions = command_store(settings)
+    try:
+        yield Store(engine, sessions)
+    finally:
+        engine.dispose()

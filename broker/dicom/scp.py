@@ -1,8 +1,10 @@
 """The broker's DICOM AE: composition root for Verification and Modality Worklist C-FIND."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import ssl
 from typing import Iterator
 
 from pydicom.dataset import Dataset
@@ -12,8 +14,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import DicomSettings, WorklistSettings
+from broker.clock import local_now
+from broker.dicom.items import build_item, choose_charset
 from broker.dicom.matching import InvalidQuery
-from broker.dicom.worklist import find_items, full_item, needs_unicode, project
+from broker.dicom.worklist import QueryContext, find_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,36 @@ def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
         (evt.EVT_REJECTED, log_rejected),
         (evt.EVT_ABORTED, log_aborted),
     ]
-    return ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
+    server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers,
+                             ssl_context=tls_context(settings))
+    if settings.allowed_calling_addresses:
+        server.verify_request = address_filter(settings.allowed_calling_addresses)
+    return server
+
+
+def tls_context(settings: DicomSettings) -> ssl.SSLContext | None:
+    """A server TLS context (PS3.15 B.1) when a certificate is configured, else None."""
+    if not settings.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_ca_file:
+        context.load_verify_locations(settings.tls_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def address_filter(allowed: tuple[str, ...]):
+    """socketserver's verify_request: close connections from peers outside the allowlist."""
+    networks = [ipaddress.ip_network(a, strict=False) for a in allowed]
+
+    def verify_request(request: object, client_address: tuple[str, int]) -> bool:
+        address = ipaddress.ip_address(client_address[0])
+        if any(address in network for network in networks):
+            return True
+        log.warning("dicom %s:%s: connection refused, address not allowed", *client_address[:2])
+        return False
+    return verify_request
 
 
 def set_nodelay(event: evt.Event) -> None:
@@ -82,36 +115,46 @@ def log_aborted(event: evt.Event) -> None:
 def handle_find(event: evt.Event, session_factory: sessionmaker[Session],
                 settings: WorklistSettings) -> Iterator[tuple[int, Dataset | None]]:
     """MWL C-FIND: one SQL query, then one pending response per matching step."""
-    calling = event.assoc.requestor.ae_title
+    requestor = event.assoc.requestor
+    peer = f"{requestor.address}:{requestor.port} calling {requestor.ae_title}"
+    context = QueryContext(settings, requestor.ae_title.strip(), local_now().date())
     try:
         identifier = event.identifier
         with session_factory() as session:
-            rows = list(find_items(session, identifier, settings))
+            rows = find_rows(session, identifier, context)
+        charset = _query_charset(identifier)
     except InvalidQuery as exc:
-        log.warning("dicom C-FIND from %s: invalid query: %s", calling, exc)
-        yield _failure(STATUS_PROCESSING_FAILURE, str(exc)), None
+        log.warning("dicom C-FIND from %s: invalid query (0x%04X): %s", peer, exc.status, exc)
+        yield _failure(exc.status, str(exc)), None
         return
     except Exception as exc:  # noqa: BLE001 - a malformed identifier must not kill the server
-        log.warning("dicom C-FIND from %s: cannot process identifier: %s", calling, exc)
+        log.warning("dicom C-FIND from %s: cannot process identifier: %s", peer, exc)
         yield _failure(STATUS_UNABLE_TO_PROCESS, f"cannot process identifier: {exc}"), None
         return
-    log.info("dicom C-FIND from %s: %d matches", calling, len(rows))
-    charset = identifier.get("SpecificCharacterSet")
+    log.info("dicom C-FIND from %s: %d matches", peer, len(rows))
     for row in rows:
-        if event.is_cancelled:
+        if event.is_cancelled:  # C-CANCEL (PS3.7 9.3.2.3): stop with status Cancel
+            log.info("dicom C-FIND from %s: cancelled", peer)
             yield STATUS_CANCEL, None
             return
-        item = project(full_item(row), identifier)
-        if needs_unicode(item):
-            item.SpecificCharacterSet = "ISO_IR 192"
-        elif charset:
-            item.SpecificCharacterSet = charset
+        item = build_item(row, identifier)
+        answer_charset = choose_charset(item, charset)
+        if answer_charset:
+            item.SpecificCharacterSet = answer_charset if len(answer_charset) > 1 else answer_charset[0]
         yield STATUS_PENDING, item
+
+
+def _query_charset(identifier: Dataset) -> list[str]:
+    """The identifier's SpecificCharacterSet as a list of terms ([] when absent)."""
+    value = identifier.get("SpecificCharacterSet")
+    if not value:
+        return []
+    return [str(v).strip() for v in value] if not isinstance(value, str) else [value.strip()]
 
 
 def _failure(code: int, text: str) -> Dataset:
     """A failure status with an Error Comment (PS3.7 C.4.1.1.4) the operator can read."""
     status = Dataset()
     status.Status = code
-    status.ErrorComment = text[:64]
+    status.ErrorComment = text.encode("ascii", "replace").decode()[:64]
     return status

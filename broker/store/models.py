@@ -130,7 +130,11 @@ class RequestedProcedure(Base):
 
 class ScheduledStep(Base):
     __tablename__ = "scheduled_step"
-    __table_args__ = (Index("ix_scheduled_step_status_start", "status", "start_at"),)
+    __table_args__ = (
+        Index("ix_scheduled_step_status_start", "status", "start_at"),
+        # Worklist shape "modality + date range": one index range scan, already in start order.
+        Index("ix_scheduled_step_modality_start", "modality", "start_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     requested_procedure_id: Mapped[int] = mapped_column(
@@ -158,6 +162,8 @@ class ScheduledStep(Base):
 
 class StepStationAE(Base):
     __tablename__ = "step_station_ae"
+    # Covering index for "station AE + ...": the step ids come from the index alone.
+    __table_args__ = (Index("ix_step_station_ae_title_step", "ae_title", "step_id"),)
 
     step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_step.id"), primary_key=True)
     ae_title: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)

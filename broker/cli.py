@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                                description="Send the sample HL7 orders of fixtures/demo through "
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
+
+    from broker.dicom.commands import register as register_worklist
+    register_worklist(commands, common)
     return parser
 
 

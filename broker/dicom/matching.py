@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, and_, extract, func, or_, true
+from sqlalchemy import Boolean, ColumnElement, and_, bindparam, extract, func, or_, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement as Col
 
 STATUS_IDENTIFIER_MISMATCH = 0xA900  # PS3.4 K.4.1.1.4: identifier does not match SOP Class
@@ -26,6 +27,30 @@ def like_pattern(value: str) -> str:
     """PS3.4 C.2.2.2.4 wild card matching as a LIKE pattern, SQL metacharacters escaped."""
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
+
+
+class WildcardMatch(ColumnElement[bool]):
+    """Case-sensitive wild card matching (C.2.2.2.4): LIKE on PostgreSQL, GLOB on SQLite,
+    whose LIKE ignores ASCII case and would make 'a*' find 'A1'."""
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, column: Col, value: str) -> None:
+        self.column = column
+        self.value = value
+
+
+@compiles(WildcardMatch)
+def _like(element: WildcardMatch, compiler, **kw) -> str:
+    pattern = bindparam(None, like_pattern(element.value), unique=True)
+    return (f"{compiler.process(element.column, **kw)} LIKE {compiler.process(pattern, **kw)}"
+            " ESCAPE '\\'")
+
+
+@compiles(WildcardMatch, "sqlite")
+def _glob(element: WildcardMatch, compiler, **kw) -> str:
+    pattern = bindparam(None, element.value.replace("[", "[[]"), unique=True)
+    return f"{compiler.process(element.column, **kw)} GLOB {compiler.process(pattern, **kw)}"
 
 
 def literal_prefix(value: str) -> str:
@@ -58,7 +83,7 @@ def match_string(column: Col, value: str, upper: bool = False,
     if has_wildcards(value):
         if value.strip("*") == "":
             return true()  # "*" alone matches everything, including empty values
-        condition = column.like(like_pattern(value), escape="\\")
+        condition: ColumnElement[bool] = WildcardMatch(column, value)
         prefix = literal_prefix(value)
         if index_prefix and prefix:
             condition = and_(prefix_range(column, prefix), condition)

@@ -6,15 +6,21 @@ own come from scheduled_step.extra (DICOM JSON), parsed only when a query asks f
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterator, Mapping
 
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+
+from broker.dicom.encoding import TEXT_VRS, encode_value
 
 SPS = "ScheduledProcedureStepSequence"
-_TEXT_VRS = {"PN", "LO", "SH", "ST", "LT", "UT", "UC"}
+_TEXT_VRS = TEXT_VRS
 _SKIP = {"SpecificCharacterSet", "QueryRetrieveLevel"}
 
 
@@ -78,76 +84,114 @@ class _Extra:
         return source[keyword] if keyword in source else None
 
 
-def build_item(row: Mapping[str, Any], identifier: Dataset) -> Dataset:
-    """The response item for one row: exactly the keys the identifier asked for."""
-    extra = _Extra(row["extra"])
-    return _project(identifier, _top_values(row), extra, sps_values=_sps_values(row))
+@dataclass(frozen=True)
+class Key:
+    """One requested key of the identifier, read once per query rather than once per item."""
+    tag: int
+    vr: str
+    keyword: str
+    sub: tuple["Key", ...] = ()  # a sequence's item keys; empty: the whole item (universal)
 
 
-def _project(query: Dataset, known: dict[str, Any], extra: _Extra,
-             sps_values: dict[str, Any] | None = None, in_sps: bool = False) -> Dataset:
-    out = Dataset()
+def compile_plan(query: Dataset) -> tuple[Key, ...]:
+    """The identifier's return keys, in a form cheap to walk for every answer item."""
+    keys = []
     for elem in query:
-        keyword = elem.keyword
-        if not keyword or keyword in _SKIP:
-            if not keyword and not elem.tag.is_private:
-                out.add_new(elem.tag, elem.VR, None)
+        if elem.keyword in _SKIP or elem.tag.is_private:
             continue
-        if keyword == SPS and sps_values is not None:
-            template = elem.value[0] if elem.value else Dataset()
-            out.add_new(elem.tag, "SQ", Sequence([
-                _project(template, sps_values, extra, in_sps=True) if len(template)
-                else _full(sps_values)]))
-        elif keyword in known:
-            _put(out, keyword, known[keyword], elem)
-        else:
-            stored = extra.get(keyword, sps=in_sps)
-            if stored is not None:
-                out.add(stored)
-            else:
-                out.add_new(elem.tag, elem.VR, Sequence() if elem.VR == "SQ" else None)
-    return out
+        sub = compile_plan(elem.value[0]) if elem.VR == "SQ" and elem.value else ()
+        keys.append(Key(int(elem.tag), elem.VR, elem.keyword, sub))
+    return tuple(keys)
 
 
-def _put(out: Dataset, keyword: str, value: Any, query_elem: Any) -> None:
-    tag = tag_for_keyword(keyword)
-    vr = dictionary_VR(tag)
-    if vr == "SQ":
-        template = query_elem.value[0] if query_elem.value else None
-        items = []
-        for fields in value:
-            item = _full(fields)
-            if template is not None and len(template):
-                item = _pick(item, template)
-            items.append(item)
-        out.add_new(tag, "SQ", Sequence(items))
-    else:
-        out.add_new(tag, vr, value if value != "" else None)
+def build_item(row: Mapping[str, Any], plan: tuple[Key, ...] | Dataset, query_charset: list[str],
+               implicit_vr: bool = False) -> Dataset:
+    """The response item for one row: exactly the keys the identifier asked for, encoded in the
+    query's character set when every value fits it, else in UTF-8 (PS3.5 6.1).
 
-
-def _full(fields: Mapping[str, Any]) -> Dataset:
-    ds = Dataset()
-    for keyword, value in fields.items():
-        if isinstance(value, list) and dictionary_VR(tag_for_keyword(keyword)) == "SQ":
-            ds.add_new(tag_for_keyword(keyword), "SQ", Sequence(_full(v) for v in value))
-        else:
-            ds.add_new(tag_for_keyword(keyword), dictionary_VR(tag_for_keyword(keyword)),
-                       value if value != "" else None)
-    return ds
-
-
-def _pick(item: Dataset, template: Dataset) -> Dataset:
+    `implicit_vr` is the transfer syntax the answer will be written in: values are encoded here
+    once, and pydicom writes them as they are."""
+    if isinstance(plan, Dataset):
+        plan = compile_plan(plan)
+    fields = _collect(plan, _top_values(row), _Extra(row["extra"]), _sps_values(row))
+    charset = choose_charset(list(_texts(fields)), query_charset)
+    codecs = convert_encodings(charset or ["ISO_IR 6"])
+    if charset:
+        fields.append((0x00080005, "CS", charset))
     out = Dataset()
-    for elem in template:
-        out.add(item[elem.tag]) if elem.tag in item else out.add_new(elem.tag, elem.VR, None)
+    for tag, vr, value in fields:
+        data = encode_value(vr, value, codecs, implicit_vr)
+        out[tag] = RawDataElement(Tag(tag), vr, len(data), data, 0, implicit_vr, True)
+    # The values are in the output encoding already: pydicom writes them unchanged.
+    out.set_original_encoding(implicit_vr, True, out._character_set)
     return out
 
 
-def choose_charset(item: Dataset, query_charset: list[str]) -> list[str] | None:
+# A collected field: (tag, VR, value) with a str/list value, a list of sub-field lists for a
+# sequence, or a pydicom DataElement taken as it is from an imported file.
+Field = tuple[int, str, Any]
+
+
+@lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    return tag, dictionary_VR(tag)
+
+
+def _collect(plan: tuple[Key, ...], known: dict[str, Any], extra: _Extra,
+             sps_values: dict[str, Any] | None = None, in_sps: bool = False) -> list[Field]:
+    fields: list[Field] = []
+    for key in plan:
+        if key.keyword == SPS and sps_values is not None:
+            item = (_collect(key.sub, sps_values, extra, in_sps=True) if key.sub
+                    else _all_fields(sps_values))
+            fields.append((key.tag, "SQ", [item]))
+        elif key.keyword in known:
+            fields.append(_known_field(key, known[key.keyword]))
+        else:
+            stored = extra.get(key.keyword, sps=in_sps) if key.keyword else None
+            fields.append((key.tag, key.vr, stored if stored is not None else
+                           ([] if key.vr == "SQ" else "")))
+    return fields
+
+
+def _known_field(key: Key, value: Any) -> Field:
+    tag, vr = _tag_vr(key.keyword)
+    if vr != "SQ":
+        return tag, vr, value
+    items = []
+    for fields in value:
+        item = _all_fields(fields)
+        if key.sub:
+            have = {f[0]: f for f in item}
+            item = [have.get(k.tag, (k.tag, k.vr, "")) for k in key.sub]
+        items.append(item)
+    return tag, "SQ", items
+
+
+def _all_fields(values: Mapping[str, Any]) -> list[Field]:
+    fields = []
+    for keyword, value in values.items():
+        tag, vr = _tag_vr(keyword)
+        fields.append((tag, vr, [_all_fields(v) for v in value] if vr == "SQ" else value))
+    return fields
+
+
+def _texts(fields: list[Field]) -> Iterator[str]:
+    for _tag, vr, value in fields:
+        if isinstance(value, DataElement):
+            if value.VR in _TEXT_VRS and value.value not in (None, ""):
+                yield str(value.value)
+        elif vr == "SQ":
+            for item in value:
+                yield from _texts(item)
+        elif vr in _TEXT_VRS and value:
+            yield value if isinstance(value, str) else "\\".join(value)
+
+
+def choose_charset(texts: list[str], query_charset: list[str]) -> list[str] | None:
     """The SpecificCharacterSet to answer with (PS3.5 6.1): the query's own when every value
     fits it, UTF-8 (ISO_IR 192) otherwise; None when all text is ASCII and none was asked."""
-    texts = [str(e.value) for e in item.iterall()
-             if e.VR in _TEXT_VRS and e.value not in (None, "")]
     if all(t.isascii() for t in texts):
         return query_charset or None
     if query_charset and all(_encodable(t, query_charset) for t in texts):

@@ -215,6 +215,7 @@ class _CancellingEvent:
     def __init__(self, identifier: Dataset) -> None:
         self.identifier = identifier
         self.assoc = type("Assoc", (), {"requestor": _Requestor()})()
+        self.context = type("Context", (), {"transfer_syntax": "1.2.840.10008.1.2"})()
         self.replies = 0
 
     @property

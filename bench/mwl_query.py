@@ -338,13 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=20, help="queries per shape and server")
     parser.add_argument("--database-url", default="",
                         help="PostgreSQL URL to bench instead of SQLite (its schema is reset!)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start a throwaway PostgreSQL server (needs the postgresql package)")
     parser.add_argument("--no-wlmscpfs", action="store_true", help="skip the wlmscpfs baseline")
     parser.add_argument("--wlmscpfs-max", type=int, default=100_000,
                         help="largest size also served by wlmscpfs")
     parser.add_argument("--explain", action="store_true", help="print plans at every size")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.reps = [200, 1_000], 3
+        args.sizes, args.reps = [200, 400], 2
     for tool in (FINDSCU,) + (() if args.no_wlmscpfs else (WLMSCPFS,)):
         if not Path(tool).exists():
             print(f"{tool} is missing: install the Debian package dcmtk", file=sys.stderr)
@@ -354,9 +356,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.reps} queries per shape; {os.cpu_count()} CPUs shared with other work, "
           f"so figures are noisy")
     workdir = Path(tempfile.mkdtemp(prefix="mwl-bench-"))
+    server = None
     try:
+        if args.postgres:
+            from tests.support.postgres import PostgresServer
+            server = PostgresServer()
+            server.start()
+            args.database_url = server.create_database("mwl_bench")
+            print(f"store: PostgreSQL at {args.database_url}")
         results = {count: run_size(count, args, workdir, today) for count in args.sizes}
     finally:
+        if server is not None:
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     low, high = min(results), max(results)
     print(f"\n== broker growth from {low:,} to {high:,} steps (median latency ratio)")

@@ -14,7 +14,6 @@ from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from broker.dicom.encoding import TEXT_VRS, encode_value

@@ -61,16 +61,37 @@ def literal_prefix(value: str) -> str:
     return value
 
 
-def prefix_range(column: Col, prefix: str) -> ColumnElement[bool]:
-    """prefix <= column < next(prefix): lets a plain B-tree index serve a LIKE 'abc%' query.
+class PrefixRange(ColumnElement[bool]):
+    """prefix <= column < next(prefix) on SQLite, so a plain B-tree index serves 'ABC*'.
 
-    SQLite only uses an index for LIKE under case_sensitive_like; a range on a binary-collated
-    upper-case key column is the same set of rows and is always index-served.
+    SQLite uses an index for LIKE/GLOB only in narrow cases; on its BINARY collation the range
+    is exactly the rows starting with the prefix. Other databases get TRUE here: under a
+    linguistic collation the range is not the same set (PostgreSQL uses its text_pattern_ops
+    index for the LIKE instead).
     """
-    last = prefix[-1]
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, column: Col, prefix: str) -> None:
+        self.column = column
+        self.prefix = prefix
+
+
+@compiles(PrefixRange)
+def _no_range(element: PrefixRange, compiler, **kw) -> str:
+    return "1 = 1"
+
+
+@compiles(PrefixRange, "sqlite")
+def _range(element: PrefixRange, compiler, **kw) -> str:
+    column = compiler.process(element.column, **kw)
+    low = compiler.process(bindparam(None, element.prefix, unique=True), **kw)
+    last = element.prefix[-1]
     if ord(last) >= 0x10FFFF:
-        return column >= prefix
-    return and_(column >= prefix, column < prefix[:-1] + chr(ord(last) + 1))
+        return f"{column} >= {low}"
+    high = compiler.process(bindparam(None, element.prefix[:-1] + chr(ord(last) + 1),
+                                      unique=True), **kw)
+    return f"({column} >= {low} AND {column} < {high})"
 
 
 def match_string(column: Col, value: str, upper: bool = False,
@@ -86,7 +107,7 @@ def match_string(column: Col, value: str, upper: bool = False,
         condition: ColumnElement[bool] = WildcardMatch(column, value)
         prefix = literal_prefix(value)
         if index_prefix and prefix:
-            condition = and_(prefix_range(column, prefix), condition)
+            condition = and_(PrefixRange(column, prefix), condition)
         return condition
     return column == value
 

@@ -70,10 +70,10 @@ def check_structure(identifier: Dataset) -> None:
             expected = dictionary_VR(elem.tag)
         except KeyError:
             continue
-        if elem.VR != expected and not (expected in ("US or SS", "OB or OW") or "or" in expected):
-            if elem.VR == "SQ" or expected == "SQ":
-                raise InvalidQuery(f"{elem.keyword} sent with VR {elem.VR}, the model says {expected}",
-                                   STATUS_IDENTIFIER_MISMATCH)
+        # A sequence where the model has a value, or the other way round, cannot be matched.
+        if elem.VR != expected and "SQ" in (elem.VR, expected):
+            raise InvalidQuery(f"{elem.keyword} sent with VR {elem.VR}, the model says {expected}",
+                               STATUS_IDENTIFIER_MISMATCH)
     for keyword in ("ScheduledProcedureStepSequence", "RequestedProcedureCodeSequence",
                     "ScheduledProtocolCodeSequence"):
         for ds in _datasets_with(identifier, keyword):

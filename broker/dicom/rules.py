@@ -22,11 +22,7 @@ class RuleError(ValueError):
 @dataclass(frozen=True)
 class AeRule:
     stations: tuple[str, ...] = ()
-    modalities_: tuple[str, ...] = ()
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.modalities_)
+    modalities: tuple[str, ...] = ()
 
     def stations_for(self, calling_ae: str) -> list[str]:
         """The station AE titles an empty station key stands for, for this caller."""

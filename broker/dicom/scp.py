@@ -5,7 +5,6 @@ import ipaddress
 import logging
 import socket
 import ssl
-from contextlib import contextmanager
 from typing import Iterator
 
 from pydicom.dataset import Dataset
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import DicomSettings, WorklistSettings
 from broker.clock import local_now
+from broker.dicom import find_response
 from broker.dicom.items import build_item, compile_plan
 from broker.dicom.matching import InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
@@ -37,6 +37,7 @@ STATUS_PROCESSING_FAILURE = 0xC001
 def build_ae(settings: DicomSettings) -> AE:
     """An AE offering Verification and MWL FIND as SCP, with the configured limits."""
     quiet_pynetdicom()
+    find_response.install()
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = True
@@ -174,31 +175,12 @@ def handle_find(event: evt.Event, session_factory: sessionmaker[Session],
         yield _failure(STATUS_UNABLE_TO_PROCESS, f"cannot process identifier: {exc}"), None
         return
     log.info("dicom C-FIND from %s: %d matches", peer, len(rows))
-    with _fast_reactor(event.assoc):
-        for row in rows:
-            if event.is_cancelled:  # C-CANCEL (PS3.7 9.3.2.3): stop with status Cancel
-                log.info("dicom C-FIND from %s: cancelled", peer)
-                yield STATUS_CANCEL, None
-                return
-            yield STATUS_PENDING, build_item(row, plan, charset, implicit)
-
-
-@contextmanager
-def _fast_reactor(assoc: object) -> Iterator[None]:
-    """Poll the association's send queue every 0.1 ms while answers stream out.
-
-    pynetdicom's DUL reactor sleeps 1 ms whenever its queues are empty, which caps a C-FIND at
-    about one pending response per millisecond; idle associations keep the 1 ms (CPU) default.
-    """
-    dul = getattr(assoc, "dul", None)
-    previous = getattr(dul, "_run_loop_delay", None)
-    if previous is not None:
-        dul._run_loop_delay = 0.0001
-    try:
-        yield
-    finally:
-        if previous is not None:
-            dul._run_loop_delay = previous
+    for row in rows:
+        if event.is_cancelled:  # C-CANCEL (PS3.7 9.3.2.3): stop with status Cancel
+            log.info("dicom C-FIND from %s: cancelled", peer)
+            yield STATUS_CANCEL, None
+            return
+        yield STATUS_PENDING, build_item(row, plan, charset, implicit)
 
 
 def _query_charset(identifier: Dataset) -> list[str]:

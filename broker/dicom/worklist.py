@@ -174,7 +174,7 @@ def _step_conditions(sps: Dataset, context: QueryContext) -> list[ColumnElement[
     statuses = [s.upper() for s in values(sps, "ScheduledProcedureStepStatus")]
     served = [s for s in settings.served_statuses if not statuses or s in statuses]
     conditions.append(ScheduledStep.status.in_(served) if served else ScheduledStep.id.is_(None))
-    modality = values(sps, "Modality") or (rule.modalities if rule else [])
+    modality = values(sps, "Modality") or (list(rule.modalities) if rule else [])
     if modality:
         conditions.append(match_any(ScheduledStep.modality, modality, upper=True))
     for keyword, column in _SPS_STRINGS.items():

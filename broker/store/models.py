@@ -36,6 +36,9 @@ _utcnow = utcnow
 
 class Patient(Base):
     __tablename__ = "patient"
+    # PostgreSQL: lets LIKE 'ABC%' on the name key use an index whatever the database collation.
+    __table_args__ = (Index("ix_patient_name_key_pattern", "name_key",
+                            postgresql_ops={"name_key": "text_pattern_ops"}),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(324), default="")  # full DICOM PN value

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset

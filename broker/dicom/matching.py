@@ -12,7 +12,10 @@ STATUS_UNABLE_TO_PROCESS = 0xC000    # PS3.4 K.4.1.1.4: unable to process (0xCxx
 
 
 class InvalidQuery(ValueError):
-    """A query value breaks its VR or the matching rules; answered with a failure status."""
+    """A query value breaks its VR or the matching rules; answered with a failure status.
+
+    Messages name the key and the rule, never the value: query values can be patient data.
+    """
 
     def __init__(self, message: str, status: int = STATUS_UNABLE_TO_PROCESS) -> None:
         super().__init__(message)
@@ -130,7 +133,7 @@ def parse_da(value: str) -> datetime:
             raise ValueError
         return datetime.strptime(text, "%Y%m%d")
     except ValueError:
-        raise InvalidQuery(f"{value!r} is not a valid DA value") from None
+        raise InvalidQuery("not a valid DA value") from None
 
 
 def parse_tm(value: str) -> time:
@@ -142,7 +145,7 @@ def parse_tm(value: str) -> time:
         hour, minute, second = int(text[0:2]), int(text[2:4] or 0), int(text[4:6] or 0)
         return time(hour, minute, min(second, 59))
     except ValueError:
-        raise InvalidQuery(f"{value!r} is not a valid TM value") from None
+        raise InvalidQuery("not a valid TM value") from None
 
 
 def parse_dt(value: str) -> tuple[datetime, timedelta]:
@@ -157,7 +160,7 @@ def parse_dt(value: str) -> tuple[datetime, timedelta]:
         fmt, span = formats[len(text)]
         start = datetime.strptime(text, fmt)
     except (KeyError, ValueError):
-        raise InvalidQuery(f"{value!r} is not a valid DT value") from None
+        raise InvalidQuery("not a valid DT value") from None
     if span is None:  # a year or a month: up to the start of the next one
         end = (start.replace(year=start.year + 1) if len(text) == 4 else
                (start.replace(day=28) + timedelta(days=4)).replace(day=1))
@@ -181,7 +184,7 @@ def dt_bounds(value: str) -> tuple[datetime | None, datetime | None]:
     elif len(parts) == 1:
         low_text = high_text = value
     else:
-        raise InvalidQuery(f"{value!r} is not a valid DT range")
+        raise InvalidQuery("not a valid DT range")
     low = parse_dt(low_text)[0] if low_text else None
     high = sum(parse_dt(high_text), timedelta()) if high_text else None
     return low, high
@@ -191,7 +194,7 @@ def date_bounds(value: str) -> tuple[str | None, str | None]:
     """A DA single value or range (C.2.2.2.5) as inclusive YYYYMMDD string bounds."""
     rng = split_range(value) or (value, value)
     if not rng[0] and not rng[1]:
-        raise InvalidQuery(f"{value!r} is not a valid DA range")
+        raise InvalidQuery("not a valid DA range")
     low = parse_da(rng[0]).strftime("%Y%m%d") if rng[0] else None
     high = parse_da(rng[1]).strftime("%Y%m%d") if rng[1] else None
     return low, high
@@ -218,7 +221,7 @@ def date_time_bounds(date_value: str, time_value: str) -> tuple[datetime | None,
     if date_value:
         rng = split_range(date_value) or (date_value, date_value)
         if not rng[0] and not rng[1]:
-            raise InvalidQuery(f"{date_value!r} is not a valid DA range")
+            raise InvalidQuery("not a valid DA range")
         low = parse_da(rng[0]) if rng[0] else None
         high = parse_da(rng[1]) + timedelta(days=1) if rng[1] else None
         if time_value:
@@ -241,7 +244,7 @@ def match_time_of_day(column: Col, time_value: str) -> ColumnElement[bool]:
     """TM matching without a date (C.2.2.2.5): the time of day on any date, upper bound inclusive."""
     rng = split_range(time_value) or (time_value, time_value)
     if not rng[0] and not rng[1]:
-        raise InvalidQuery(f"{time_value!r} is not a valid TM range")
+        raise InvalidQuery("not a valid TM range")
     seconds = (extract("hour", column) * 3600 + extract("minute", column) * 60
                + func.floor(extract("second", column)))
     conditions = []

@@ -171,7 +171,10 @@ def handle_find(event: evt.Event, session_factory: sessionmaker[Session],
         yield _failure(exc.status, str(exc)), None
         return
     except Exception as exc:  # noqa: BLE001 - a malformed identifier must not kill the server
-        log.warning("dicom C-FIND from %s: cannot process identifier: %s", peer, exc)
+        # The exception text may quote query values (patient data): its type only, detail at DEBUG.
+        log.warning("dicom C-FIND from %s: cannot process identifier (%s)", peer,
+                    exc.__class__.__name__)
+        log.debug("dicom C-FIND from %s: identifier error", peer, exc_info=True)
         yield _failure(STATUS_UNABLE_TO_PROCESS, f"cannot process identifier: {exc}"), None
         return
     log.info("dicom C-FIND from %s: %d matches", peer, len(rows))

@@ -5,9 +5,10 @@ rows by broker.dicom.items.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Iterator
 
 from pydicom.dataset import Dataset
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
@@ -101,7 +102,8 @@ def build_query(identifier: Dataset, settings: WorklistSettings | QueryContext) 
         conditions += _string_condition(identifier, keyword, column)
     birth = single(identifier, "PatientBirthDate")
     if birth:
-        conditions.append(match_date_string(Patient.birth_date, birth))
+        with about("PatientBirthDate"):
+            conditions.append(match_date_string(Patient.birth_date, birth))
     referring = single(identifier, "ReferringPhysicianName")
     if referring:
         conditions.append(match_string(func.upper(Order.referring_physician), referring, upper=True))
@@ -198,13 +200,15 @@ def _start_conditions(sps: Dataset, context: QueryContext) -> list[ColumnElement
     column = ScheduledStep.start_at
     day, tm = single(sps, "ScheduledProcedureStepStartDate"), single(sps, "ScheduledProcedureStepStartTime")
     conditions = []
-    if day:
-        conditions.append(match_datetime_range(column, *date_time_bounds(day, tm)))
-    elif tm:
-        conditions.append(match_time_of_day(column, tm))
+    with about("ScheduledProcedureStepStartDate/Time"):
+        if day:
+            conditions.append(match_datetime_range(column, *date_time_bounds(day, tm)))
+        elif tm:
+            conditions.append(match_time_of_day(column, tm))
     when = single(sps, "ScheduledProcedureStepStartDateTime")
     if when:
-        conditions.append(match_datetime_range(column, *dt_bounds(when)))
+        with about("ScheduledProcedureStepStartDateTime"):
+            conditions.append(match_datetime_range(column, *dt_bounds(when)))
     settings = context.settings
     midnight = datetime.combine(context.today, datetime.min.time())
     if settings.days_behind >= 0:
@@ -212,6 +216,15 @@ def _start_conditions(sps: Dataset, context: QueryContext) -> list[ColumnElement
     if settings.days_ahead >= 0:
         conditions.append(column < midnight + timedelta(days=settings.days_ahead + 1))
     return conditions
+
+
+@contextmanager
+def about(keyword: str) -> Iterator[None]:
+    """Name the key in an InvalidQuery raised while reading its value."""
+    try:
+        yield
+    except InvalidQuery as exc:
+        raise InvalidQuery(f"{keyword}: {exc}", exc.status) from None
 
 
 def find_rows(session: Session, identifier: Dataset, context: QueryContext) -> list[Any]:

@@ -163,6 +163,7 @@ def test_opt_in_settings(seeded, overrides, keys, calling, expected):
 
 
 INVALID = [
+    ("birth date not a date", {"PatientBirthDate": "19721399"}, 0xC000),
     ("DA not a date", {"sps.ScheduledProcedureStepStartDate": "20261340"}, 0xC000),
     ("DA with wild card", {"sps.ScheduledProcedureStepStartDate": "2026112?"}, 0xC000),
     ("TM not a time", {"sps.ScheduledProcedureStepStartTime": "25x0"}, 0xC000),
@@ -179,6 +180,8 @@ def test_invalid_values_are_refused_with_a_status(seeded, keys, status):
     with pytest.raises(InvalidQuery) as caught:
         matched(seeded, keys)
     assert caught.value.status == status
+    for value in keys.values():  # messages reach the log: they name the key, not the value
+        assert value not in str(caught.value)
 
 
 def test_two_step_items_do_not_fit_the_model(seeded):

@@ -221,6 +221,14 @@ def _validate(section: str, settings: Any) -> None:
             raise ConfigError(f"worklist.{exc}") from None
     if section == "dicom" and bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError("dicom.tls_cert_file and dicom.tls_key_file: give both or neither")
+    if section == "dicom":
+        import ipaddress
+        for address in settings.allowed_calling_addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ConfigError(f"dicom.allowed_calling_addresses: {address!r} is not an "
+                                  "IP address or network") from None
     if section == "hl7" and settings.max_message_bytes < 1024:
         raise ConfigError("hl7.max_message_bytes: must be at least 1024")
     if section == "logging" and settings.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

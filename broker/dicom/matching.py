@@ -37,6 +37,9 @@ class WildcardMatch(ColumnElement[bool]):
     whose LIKE ignores ASCII case and would make 'a*' find 'A1'."""
     inherit_cache = True
     type = Boolean()
+    # A comparison in itself: without this SQLAlchemy renders "(...) = 1" on SQLite, which no
+    # index can serve.
+    _is_implicitly_boolean = True
 
     def __init__(self, column: Col, value: str) -> None:
         self.column = column
@@ -74,6 +77,9 @@ class PrefixRange(ColumnElement[bool]):
     """
     inherit_cache = True
     type = Boolean()
+    # A comparison in itself: without this SQLAlchemy renders "(...) = 1" on SQLite, which no
+    # index can serve.
+    _is_implicitly_boolean = True
 
     def __init__(self, column: Col, prefix: str) -> None:
         self.column = column

@@ -137,12 +137,13 @@ def _patient_conditions(identifier: Dataset, settings: WorklistSettings) -> list
     patient_id = single(identifier, "PatientID")
     issuer = single(identifier, "IssuerOfPatientID")
     if patient_id or issuer:
-        inner = [PatientIdentifier.patient_id == Patient.id]
+        # IN (subquery), not a correlated EXISTS: the planner can start from the identifier index.
+        inner = []
         if patient_id:
             inner.append(match_string(PatientIdentifier.value, patient_id))
         if issuer:
             inner.append(match_string(PatientIdentifier.issuer, issuer))
-        conditions.append(exists().where(*inner))
+        conditions.append(Patient.id.in_(select(PatientIdentifier.patient_id).where(*inner)))
     return conditions
 
 
@@ -185,14 +186,27 @@ def _step_conditions(sps: Dataset, context: QueryContext) -> list[ColumnElement[
     stations = values(sps, "ScheduledStationAETitle") or (
         rule.stations_for(context.calling_ae) if rule else [])
     if stations:  # multi-valued stored attribute: any stored title may match (C.2.2.2.2)
-        conditions.append(exists().where(StepStationAE.step_id == ScheduledStep.id,
-                                         match_any(StepStationAE.ae_title, stations)))
+        conditions.append(_station_condition(stations, dated=bool(
+            single(sps, "ScheduledProcedureStepStartDate") or settings.days_ahead >= 0)))
     performer = single(sps, "ScheduledPerformingPhysicianName")
     if performer:
         conditions.append(match_string(func.upper(ScheduledStep.performing_physician),
                                        performer, upper=True))
     conditions += _start_conditions(sps, context)
     return conditions
+
+
+def _station_condition(stations: list[str], dated: bool) -> ColumnElement[bool]:
+    """Station AE title matching, shaped so the planner starts from the selective side.
+
+    With a start date the date range is the narrow one (a day of a station's items out of its
+    whole history), so the title is a correlated probe of each step in range; without one, the
+    step ids come from the title index.
+    """
+    match = match_any(StepStationAE.ae_title, stations)
+    if dated:
+        return exists().where(StepStationAE.step_id == ScheduledStep.id, match)
+    return ScheduledStep.id.in_(select(StepStationAE.step_id).where(match))
 
 
 def _start_conditions(sps: Dataset, context: QueryContext) -> list[ColumnElement[bool]]:

@@ -37,6 +37,8 @@ _utcnow = utcnow
 class Patient(Base):
     __tablename__ = "patient"
     # PostgreSQL: lets LIKE 'ABC%' on the name key use an index whatever the database collation.
+    # (On SQLite it is a second plain index on name_key: alembic's schema comparison does not
+    # honour dialect-only indexes, and the schema must match the models everywhere.)
     __table_args__ = (Index("ix_patient_name_key_pattern", "name_key",
                             postgresql_ops={"name_key": "text_pattern_ops"}),)
 

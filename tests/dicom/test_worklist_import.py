@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ SPS = "ScheduledProcedureStepSequence[0]"
 
 def run_import(tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
     folder = tmp_path / "in"
-    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns("*.py"))
+    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns("*.py", "dumps"))
     monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
     code = main(["worklist", "import", str(folder)])
     return code, capsys.readouterr().out
@@ -73,5 +74,36 @@ def test_imported_items_are_served_with_every_attribute(tmp_path, monkeypatch, c
                                  f"{SPS}.ScheduledStationAETitle"])
         assert minimal[0].AccessionNumber == "" and minimal[0].StudyInstanceUID
         assert len(findscu(port, ["PatientName=BRONT*", "AccessionNumber"])) == 2
+    finally:
+        broker.stop()
+
+
+def test_files_made_by_dcmtk_dump2dcm_import_and_answer(tmp_path, monkeypatch, capsys):
+    """A wlmscpfs folder as sites build it: dump text turned into .wl files by DCMTK's dump2dcm."""
+    folder = tmp_path / "wlistdb" / "BROKER"
+    folder.mkdir(parents=True)
+    for dump in sorted((FIXTURES / "dumps").glob("*.dump")):
+        subprocess.run(["/usr/bin/dump2dcm", "+te", str(dump), str(folder / f"{dump.stem}.wl")],
+                       check=True, capture_output=True)
+    (folder / "lockfile").touch()
+    monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
+    assert main(["worklist", "import", str(tmp_path / "wlistdb")]) == 0
+    assert "imported: 2" in capsys.readouterr().out
+    base = make_test_settings(tmp_path)
+    broker = Broker(replace(base, hl7=replace(base.hl7, enabled=False),
+                            web=replace(base.web, enabled=False)))
+    broker.start()
+    try:
+        port = broker.listeners.dicom[1]
+        found = findscu(port, [f"{SPS}.ScheduledStationAETitle=MR2", "PatientName", "MedicalAlerts",
+                               "RequestedProcedurePriority", f"{SPS}.ScheduledProcedureStepDescription"])
+        assert len(found) == 1
+        assert str(found[0].PatientName) == "Schön^Renée"
+        assert found[0].MedicalAlerts == "CONTRAST ALLERGY"
+        assert found[0].RequestedProcedurePriority == "HIGH"
+        assert found[0].ScheduledProcedureStepSequence[0].ScheduledProcedureStepDescription == \
+            "Schädel nativ"
+        bare = findscu(port, ["PatientID=DUMP02", "AccessionNumber", f"{SPS}.Modality"])
+        assert bare[0].ScheduledProcedureStepSequence[0].Modality == "CR"
     finally:
         broker.stop()

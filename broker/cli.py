@@ -10,6 +10,7 @@ from pathlib import Path
 
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
+from broker.dicom.commands import register as register_worklist
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.reconcile.commands import register as register_reconcile
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     add_workflow_commands(commands, common)
     register_reconcile(commands, common)
     register_hl7_commands(commands, common)
+    register_worklist(commands, common)
     return parser
 
 

@@ -60,6 +60,13 @@ class DicomSettings:
     max_associations: int = 16
     # Calling AE titles allowed to associate; empty list: any.
     allowed_calling_ae_titles: tuple[str, ...] = ()
+    # Peer IP addresses allowed to connect; empty list: any.
+    allowed_calling_addresses: tuple[str, ...] = ()
+    # TLS (PS3.15 B.1): serve DICOM over TLS when a certificate and key are given.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # CA bundle that client certificates must chain to; empty: no client certificate asked.
+    tls_ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,13 +84,18 @@ class WorklistSettings:
     max_results: int = 0
     # Match PN keys case-insensitively (PS3.4 C.2.2.2.1 leaves this to the SCP).
     case_insensitive_names: bool = True
-    # Housekeeping (issue 5). Cancel steps still SCHEDULED this many days after their start;
+    # Housekeeping. Cancel steps still SCHEDULED this many days after their start;
     # 0: never (opt-in).
     auto_cancel_after_days: int = 0
     # Delete finished orders (completed, discontinued, canceled) and their performed steps this
     # many days after they finished; 0: keep for ever (opt-in).
     purge_after_days: int = 0
     housekeeping_interval_minutes: float = 60.0
+    # Date window around today served to every query; -1: no limit (no hidden filter).
+    days_behind: int = -1
+    days_ahead: int = -1
+    # Per-calling-AE narrowing of empty keys, e.g. "CT1: station=CT1 modality=CT" (see dicom/rules.py).
+    calling_ae_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,6 +265,22 @@ def _validate(section: str, settings: Any) -> None:
         title = settings.ae_title
         if not title.strip() or len(title) > 16 or "\\" in title or not title.isascii():
             raise ConfigError(f"dicom.ae_title: {title!r} is not a valid AE title (1-16 ASCII characters)")
+    if section == "worklist":
+        from broker.dicom.rules import RuleError, parse_rules
+        try:
+            parse_rules(settings.calling_ae_rules)
+        except RuleError as exc:
+            raise ConfigError(f"worklist.{exc}") from None
+    if section == "dicom" and bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("dicom.tls_cert_file and dicom.tls_key_file: give both or neither")
+    if section == "dicom":
+        import ipaddress
+        for address in settings.allowed_calling_addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ConfigError(f"dicom.allowed_calling_addresses: {address!r} is not an "
+                                  "IP address or network") from None
     if section == "hl7":
         _validate_hl7(settings)
     if section == "mpps":

@@ -1,21 +1,27 @@
 """The broker's DICOM AE: composition root for Verification, Modality Worklist C-FIND and MPPS."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import ssl
 from typing import Iterator
 
 from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
-from broker.dicom import mpps
+from broker.dicom import find_response, mpps
+from broker.dicom.items import build_item, compile_plan
 from broker.dicom.matching import InvalidQuery
-from broker.dicom.worklist import find_items, full_item, needs_unicode, project
+from broker.dicom.worklist import QueryContext, find_rows
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,8 @@ STATUS_PROCESSING_FAILURE = 0xC001
 
 def build_ae(settings: DicomSettings) -> AE:
     """An AE offering Verification and MWL FIND as SCP, with the configured limits."""
+    quiet_pynetdicom()
+    find_response.install()
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = True
@@ -40,6 +48,17 @@ def build_ae(settings: DicomSettings) -> AE:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     ae.add_supported_context(ModalityPerformedProcedureStep, TRANSFER_SYNTAXES)  # PS3.4 F.7
     return ae
+
+
+def quiet_pynetdicom() -> None:
+    """Stop pynetdicom formatting every identifier and PDU for its debug log.
+
+    It builds those lines whatever the log level: per C-FIND response that costs more than the
+    response itself, and the lines hold patient data the broker keeps out of its logs.
+    """
+    pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+    pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    pynetdicom_config.LOG_HANDLER_LEVEL = "none"
 
 
 def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
@@ -55,17 +74,71 @@ def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
         (evt.EVT_ABORTED, log_aborted),
     ]
     handlers += mpps.bound_handlers(session_factory, mpps_settings or MppsSettings())
-    return ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
+    server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers,
+                             ssl_context=tls_context(settings))
+    if settings.allowed_calling_addresses:
+        server.verify_request = address_filter(settings.allowed_calling_addresses)
+    return server
+
+
+def tls_context(settings: DicomSettings) -> ssl.SSLContext | None:
+    """A server TLS context (PS3.15 B.1) when a certificate is configured, else None."""
+    if not settings.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_ca_file:
+        context.load_verify_locations(settings.tls_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def address_filter(allowed: tuple[str, ...]):
+    """socketserver's verify_request: close connections from peers outside the allowlist."""
+    networks = [ipaddress.ip_network(a, strict=False) for a in allowed]
+
+    def verify_request(request: object, client_address: tuple[str, int]) -> bool:
+        address = ipaddress.ip_address(client_address[0])
+        if any(address in network for network in networks):
+            return True
+        log.warning("dicom %s:%s: connection refused, address not allowed", *client_address[:2])
+        return False
+    return verify_request
 
 
 def set_nodelay(event: evt.Event) -> None:
-    """Disable Nagle on the association socket: without it each C-FIND waits ~40-100 ms."""
-    sock = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+    """Disable Nagle and delayed ACKs on the association socket.
+
+    TCP_NODELAY: our own small PDUs leave at once. TCP_QUICKACK: many scanners (DCMTK among
+    them) write a C-FIND request in several small writes without TCP_NODELAY, so their Nagle
+    holds the rest until we ACK the first write; a delayed ACK adds ~40-60 ms to every query.
+    Linux clears TCP_QUICKACK as it goes, so it is set again after every read.
+    """
+    assoc_socket = event.assoc.dul.socket
+    sock = assoc_socket.socket if assoc_socket else None
+    if sock is None:
+        return
+    _set_option(sock, "TCP_NODELAY")
+    if _set_option(sock, "TCP_QUICKACK"):
+        read = assoc_socket.recv
+
+        def recv_then_quickack(nr_bytes: int) -> bytearray:
+            data = read(nr_bytes)
+            if assoc_socket.socket is not None:
+                _set_option(assoc_socket.socket, "TCP_QUICKACK")
+            return data
+        assoc_socket.recv = recv_then_quickack
+
+
+def _set_option(sock: socket.socket, option: str) -> bool:
+    """Set a boolean IPPROTO_TCP option when the platform has it; True when set."""
+    if not hasattr(socket, option):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), 1)
+        return True
+    except OSError:
+        return False
 
 
 def handle_echo(event: evt.Event) -> int:
@@ -87,36 +160,47 @@ def log_aborted(event: evt.Event) -> None:
 def handle_find(event: evt.Event, session_factory: sessionmaker[Session],
                 settings: WorklistSettings) -> Iterator[tuple[int, Dataset | None]]:
     """MWL C-FIND: one SQL query, then one pending response per matching step."""
-    calling = event.assoc.requestor.ae_title
+    requestor = event.assoc.requestor
+    peer = f"{requestor.address}:{requestor.port} calling {requestor.ae_title}"
+    context = QueryContext(settings, requestor.ae_title.strip(), local_now().date())
     try:
         identifier = event.identifier
         with session_factory() as session:
-            rows = list(find_items(session, identifier, settings))
+            rows = find_rows(session, identifier, context)
+        charset = _query_charset(identifier)
+        implicit = event.context.transfer_syntax == ImplicitVRLittleEndian
+        plan = compile_plan(identifier)
     except InvalidQuery as exc:
-        log.warning("dicom C-FIND from %s: invalid query: %s", calling, exc)
-        yield _failure(STATUS_PROCESSING_FAILURE, str(exc)), None
+        log.warning("dicom C-FIND from %s: invalid query (0x%04X): %s", peer, exc.status, exc)
+        yield _failure(exc.status, str(exc)), None
         return
     except Exception as exc:  # noqa: BLE001 - a malformed identifier must not kill the server
-        log.warning("dicom C-FIND from %s: cannot process identifier: %s", calling, exc)
+        # The exception text may quote query values (patient data): its type only, detail at DEBUG.
+        log.warning("dicom C-FIND from %s: cannot process identifier (%s)", peer,
+                    exc.__class__.__name__)
+        log.debug("dicom C-FIND from %s: identifier error", peer, exc_info=True)
         yield _failure(STATUS_UNABLE_TO_PROCESS, f"cannot process identifier: {exc}"), None
         return
-    log.info("dicom C-FIND from %s: %d matches", calling, len(rows))
-    charset = identifier.get("SpecificCharacterSet")
+    log.info("dicom C-FIND from %s: %d matches", peer, len(rows))
     for row in rows:
-        if event.is_cancelled:
+        if event.is_cancelled:  # C-CANCEL (PS3.7 9.3.2.3): stop with status Cancel
+            log.info("dicom C-FIND from %s: cancelled", peer)
             yield STATUS_CANCEL, None
             return
-        item = project(full_item(row), identifier)
-        if needs_unicode(item):
-            item.SpecificCharacterSet = "ISO_IR 192"
-        elif charset:
-            item.SpecificCharacterSet = charset
-        yield STATUS_PENDING, item
+        yield STATUS_PENDING, build_item(row, plan, charset, implicit)
+
+
+def _query_charset(identifier: Dataset) -> list[str]:
+    """The identifier's SpecificCharacterSet as a list of terms ([] when absent)."""
+    value = identifier.get("SpecificCharacterSet")
+    if not value:
+        return []
+    return [str(v).strip() for v in value] if not isinstance(value, str) else [value.strip()]
 
 
 def _failure(code: int, text: str) -> Dataset:
     """A failure status with an Error Comment (PS3.7 C.4.1.1.4) the operator can read."""
     status = Dataset()
     status.Status = code
-    status.ErrorComment = text[:64]
+    status.ErrorComment = text.encode("ascii", "replace").decode()[:64]
     return status

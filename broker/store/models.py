@@ -36,6 +36,11 @@ _utcnow = utcnow
 
 class Patient(Base):
     __tablename__ = "patient"
+    # PostgreSQL: lets LIKE 'ABC%' on the name key use an index whatever the database collation.
+    # (On SQLite it is a second plain index on name_key: alembic's schema comparison does not
+    # honour dialect-only indexes, and the schema must match the models everywhere.)
+    __table_args__ = (Index("ix_patient_name_key_pattern", "name_key",
+                            postgresql_ops={"name_key": "text_pattern_ops"}),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(324), default="")  # full DICOM PN value
@@ -132,7 +137,11 @@ class RequestedProcedure(Base):
 
 class ScheduledStep(Base):
     __tablename__ = "scheduled_step"
-    __table_args__ = (Index("ix_scheduled_step_status_start", "status", "start_at"),)
+    __table_args__ = (
+        Index("ix_scheduled_step_status_start", "status", "start_at"),
+        # Worklist shape "modality + date range": one index range scan, already in start order.
+        Index("ix_scheduled_step_modality_start", "modality", "start_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     requested_procedure_id: Mapped[int] = mapped_column(
@@ -160,6 +169,8 @@ class ScheduledStep(Base):
 
 class StepStationAE(Base):
     __tablename__ = "step_station_ae"
+    # Covering index for "station AE + ...": the step ids come from the index alone.
+    __table_args__ = (Index("ix_step_station_ae_title_step", "ae_title", "step_id"),)
 
     step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_step.id"), primary_key=True)
     ae_title: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)

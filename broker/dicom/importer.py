@@ -1,0 +1,188 @@
+"""`broker worklist import DIR`: DCMTK wlmscpfs .wl folders and Orthanc worklist folders.
+
+Each file is one worklist item (PS3.4 K.6): a patient, an order, a requested procedure and one
+scheduled step per ScheduledProcedureStepSequence item. Everything the file carries is kept: the
+mapped attributes in their columns, the whole dataset as DICOM JSON in scheduled_step.extra.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.domain.records import (
+    Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
+)
+from broker.store.orders import OrderConflict, create_order
+
+log = logging.getLogger(__name__)
+SOURCE = "wl-import"
+_STATUSES = {"SCHEDULED", "ARRIVED", "READY", "STARTED", "DEPARTED", "CANCELED", "DISCONTINUED",
+             "COMPLETED"}
+
+
+class UnreadableFile(ValueError):
+    """A file that is not a worklist item; the message says why."""
+
+
+@dataclass
+class ImportReport:
+    files: int = 0
+    patients: set[int] = field(default_factory=set)
+    orders: int = 0
+    procedures: int = 0
+    steps: int = 0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    already: list[Path] = field(default_factory=list)
+
+
+def worklist_files(folder: Path) -> Iterator[Path]:
+    """Every regular file below `folder` (wlmscpfs keeps .wl files per AE-title folder;
+    Orthanc's worklist folder holds .wl or extensionless DICOM files), lock files excepted."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name.lower() not in ("lockfile", ".lockfile"):
+            yield path
+
+
+def read_item(path: Path) -> Dataset:
+    """The worklist dataset of one file, decoded to Unicode from its own character set."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(path, force=True)
+            if not any(elem.keyword for elem in ds):
+                raise InvalidDicomError("no known DICOM attributes")
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise UnreadableFile(f"not a DICOM file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        ds.decode()
+        if "ScheduledProcedureStepSequence" not in ds or not ds.ScheduledProcedureStepSequence:
+            raise UnreadableFile("no ScheduledProcedureStepSequence: not a worklist item")
+        if not str(ds.get("PatientID", "") or "") and not ds.get("PatientName"):
+            raise UnreadableFile("neither PatientID nor PatientName")
+    except UnreadableFile:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged element: report the file, keep going
+        raise UnreadableFile(f"cannot decode ({exc.__class__.__name__}: {exc})") from None
+    return ds
+
+
+def import_folder(folder: Path, sessions: sessionmaker[Session], new_uid: Callable[[], str],
+                  echo: Callable[[str], None] = print) -> ImportReport:
+    """Import every worklist file below `folder`, one transaction per file."""
+    report = ImportReport()
+    for path in worklist_files(folder):
+        report.files += 1
+        try:
+            ds = read_item(path)
+            with sessions.begin() as session:
+                _store(session, ds, path, new_uid, report)
+        except UnreadableFile as exc:
+            report.skipped.append((path, str(exc)))
+            echo(f"{path}: skipped: {exc}")
+        except OrderConflict as exc:  # imported before: a re-run changes nothing
+            report.already.append(path)
+            echo(f"{path}: already imported ({exc})")
+    return report
+
+
+def _store(session: Session, ds: Dataset, path: Path, new_uid: Callable[[], str],
+           report: ImportReport) -> None:
+    request = order_request(ds, path)
+    order = create_order(session, request, new_uid, source_channel=SOURCE)
+    dicom_json = ds.to_json_dict(bulk_data_threshold=10**9)
+    for procedure in order.procedures:
+        for step, sps in zip(procedure.steps, ds.ScheduledProcedureStepSequence):
+            step.extra = {"dicom": dicom_json, "source_file": path.name}
+            status = str(sps.get("ScheduledProcedureStepStatus", "") or "").upper()
+            if status in _STATUSES:
+                step.status = status
+            report.steps += 1
+        report.procedures += 1
+    report.orders += 1
+    report.patients.add(order.patient.id)
+
+
+def order_request(ds: Dataset, path: Path) -> OrderRequest:
+    """The file's worklist attributes as an order request."""
+    patient_id = _text(ds, "PatientID") or f"WL-{path.stem}"
+    accession = _text(ds, "AccessionNumber")
+    placer = _text(ds, "PlacerOrderNumberImagingServiceRequest") or accession or f"WL-{path.stem}"
+    code = ds.RequestedProcedureCodeSequence[0] if ds.get("RequestedProcedureCodeSequence") else None
+    steps = tuple(_step(sps, i) for i, sps in enumerate(ds.ScheduledProcedureStepSequence, 1))
+    return OrderRequest(
+        patient=PatientRecord(
+            identifiers=(Identifier(patient_id, _text(ds, "IssuerOfPatientID")),),
+            name=person_name(ds.get("PatientName")), birth_date=_text(ds, "PatientBirthDate")[:8],
+            sex=_text(ds, "PatientSex")[:1]),
+        placer_order_number=placer,
+        filler_order_number=_text(ds, "FillerOrderNumberImagingServiceRequest"),
+        accession_number=accession,
+        priority=_text(ds, "RequestedProcedurePriority"),
+        referring_physician=str(ds.get("ReferringPhysicianName", "") or ""),
+        reason=_text(ds, "ReasonForTheRequestedProcedure"),
+        procedures=(ProcedureRequest(
+            procedure_id=_text(ds, "RequestedProcedureID") or accession or placer,
+            code_value=_text(code, "CodeValue") if code else "",
+            code_scheme=_text(code, "CodingSchemeDesignator") if code else "",
+            code_meaning=(_text(code, "CodeMeaning") if code else "")
+            or _text(ds, "RequestedProcedureDescription"),
+            study_instance_uid=_text(ds, "StudyInstanceUID"), steps=steps),))
+
+
+def _step(sps: Dataset, number: int) -> StepRequest:
+    titles = sps.get("ScheduledStationAETitle") or []
+    titles = [titles] if isinstance(titles, str) else list(titles)
+    protocol = tuple((_text(c, "CodeValue"), _text(c, "CodingSchemeDesignator"),
+                      _text(c, "CodeMeaning")) for c in sps.get("ScheduledProtocolCodeSequence") or [])
+    return StepRequest(
+        step_id=_text(sps, "ScheduledProcedureStepID") or str(number),
+        modality=_text(sps, "Modality").upper(),
+        station_ae_titles=tuple(t.strip() for t in titles if str(t).strip()),
+        station_name=_text(sps, "ScheduledStationName"),
+        location=_text(sps, "ScheduledProcedureStepLocation"),
+        start=start_datetime(_text(sps, "ScheduledProcedureStepStartDate"),
+                             _text(sps, "ScheduledProcedureStepStartTime")),
+        performing_physician=str(sps.get("ScheduledPerformingPhysicianName", "") or ""),
+        description=_text(sps, "ScheduledProcedureStepDescription")[:64],
+        protocol_codes=protocol)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) and hasattr(value, "__iter__"):
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def start_datetime(day: str, tm: str) -> datetime | None:
+    """DA + TM as a naive local datetime (old YYYY.MM.DD and HH:MM forms accepted)."""
+    day = day.replace(".", "").replace("-", "")
+    if len(day) != 8 or not day.isdigit():
+        return None
+    clock = tm.replace(":", "").split(".", 1)[0].ljust(6, "0")[:6]
+    if not clock.isdigit():
+        clock = "000000"
+    try:
+        return datetime.strptime(day + clock, "%Y%m%d%H%M%S")
+    except ValueError:
+        return datetime.strptime(day, "%Y%m%d")
+
+
+def person_name(value: object) -> PersonName:
+    """A decoded PN value as the domain's PersonName, all three component groups kept."""
+    text = str(value or "")
+    groups = (text.split("=") + ["", ""])[:3]
+    parts = (groups[0].split("^") + [""] * 5)[:5]
+    return PersonName(family=parts[0], given=parts[1], middle=parts[2], prefix=parts[3],
+                      suffix=parts[4], ideographic=groups[1], phonetic=groups[2])

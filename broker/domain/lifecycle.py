@@ -28,6 +28,7 @@ class StepEvent(str, Enum):
     CANCEL = "cancel"          # ORC-1 CA / DC from the order placer
     HOLD = "hold"              # ORC-1 HD
     RELEASE = "release"        # ORC-1 RL
+    REOPEN = "reopen"          # MPPS DISCONTINUED as "incorrect worklist entry selected"
 
 
 class IllegalTransition(ValueError):
@@ -54,6 +55,9 @@ _TRANSITIONS: dict[tuple[StepStatus, StepEvent], StepStatus] = {
     (S.STARTED, E.START): S.STARTED,
     (S.STARTED, E.COMPLETE): S.COMPLETED,
     (S.STARTED, E.DISCONTINUE): S.DISCONTINUED,
+    # The technologist picked the wrong worklist entry: nothing was done for this step, so it
+    # goes back on the worklist to be performed (DICOM CID 9300 code 110514, IHE RAD-7).
+    (S.STARTED, E.REOPEN): S.SCHEDULED,
     **{(s, E.CANCEL): S.CANCELED for s in (*NOT_STARTED, S.STARTED, S.HOLD)},
     **{(s, E.HOLD): S.HOLD for s in NOT_STARTED},
     (S.HOLD, E.RELEASE): S.SCHEDULED,
@@ -72,7 +76,7 @@ def next_status(status: StepStatus, event: StepEvent) -> StepStatus:
 def _refusal(status: StepStatus, event: StepEvent) -> str:
     if status in FINAL:
         return f"step is {status.value}: a {status.value.lower()} step cannot {event.value.replace('_', ' ')}"
-    if event in (E.COMPLETE, E.DISCONTINUE):
+    if event in (E.COMPLETE, E.DISCONTINUE, E.REOPEN):
         return f"step is {status.value}: only a STARTED step can {event.value}"
     if event is E.RELEASE:
         return f"step is {status.value}: only a step on HOLD can be released"

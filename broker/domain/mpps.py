@@ -23,6 +23,8 @@ class PerformedStatus(str, Enum):
 
 P = PerformedStatus
 FINAL_PERFORMED = frozenset({P.COMPLETED, P.DISCONTINUED})
+# PS3.16 CID 9300 (110514, DCM) "Incorrect worklist entry selected".
+WRONG_WORKLIST_ENTRY = "110514"
 
 
 class PerformedRefused(ValueError):
@@ -51,17 +53,23 @@ def check_update(current: PerformedStatus) -> None:
                                "it may no longer be updated")
 
 
-def step_event_on_finish(statuses_of_step_mpps: list[PerformedStatus]) -> StepEvent | None:
+def step_event_on_finish(statuses_of_step_mpps: list[PerformedStatus],
+                         reason_codes: list[str] | None = None) -> StepEvent | None:
     """The step's event once one of its MPPS finished, given all its MPPS' statuses.
 
     None while another MPPS of the step is still IN PROGRESS; COMPLETE when any MPPS completed
-    (something was acquired); DISCONTINUE when every MPPS was discontinued.
+    (something was acquired); REOPEN when every MPPS was discontinued because the wrong worklist
+    entry was picked (`reason_codes`, aligned with the statuses, hold the discontinuation reason
+    code values); DISCONTINUE otherwise.
     """
     statuses = [PerformedStatus(s) for s in statuses_of_step_mpps]
     if not statuses or P.IN_PROGRESS in statuses:
         return None
     if P.COMPLETED in statuses:
         return StepEvent.COMPLETE
+    codes = reason_codes or []
+    if len(codes) == len(statuses) and all(c == WRONG_WORKLIST_ENTRY for c in codes):
+        return StepEvent.REOPEN
     return StepEvent.DISCONTINUE
 
 

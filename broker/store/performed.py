@@ -144,17 +144,18 @@ def linked_steps(session: Session, row: PerformedStep) -> list[ScheduledStep]:
 def _finish_steps(session: Session, row: PerformedStep, steps: list[ScheduledStep],
                   actor: str) -> None:
     for step in steps:
-        statuses = session.scalars(
-            select(PerformedStep.status).join(
+        performed = session.execute(
+            select(PerformedStep.status, PerformedStep.discontinuation_reason).join(
                 PerformedStepLink, PerformedStepLink.performed_step_id == PerformedStep.id)
             .where(PerformedStepLink.scheduled_step_id == step.id)).all()
-        event = step_event_on_finish([PerformedStatus(s) for s in statuses])
-        if event is not None and step.status != _final_of(event):
+        event = step_event_on_finish([PerformedStatus(s) for s, _ in performed],
+                                     [reason.split("^", 1)[0] for _, reason in performed])
+        if event is not None and step.status != _status_after(event):
             _apply(session, step, event, actor, row)
 
 
-def _final_of(event: StepEvent) -> str:
-    return "COMPLETED" if event is StepEvent.COMPLETE else "DISCONTINUED"
+def _status_after(event: StepEvent) -> str:
+    return {StepEvent.COMPLETE: "COMPLETED", StepEvent.REOPEN: "SCHEDULED"}.get(event, "DISCONTINUED")
 
 
 def update_performed_step(session: Session, row: PerformedStep, status: PerformedStatus,

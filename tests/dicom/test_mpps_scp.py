@@ -17,6 +17,7 @@ from broker.store.models import (
 )
 from broker.store.performed import attach_performed_step
 from broker.store.steps import order_history
+from tests.support.dcmtk import findscu
 from tests.support.modality import Modality, finished, in_progress, scheduled_item
 from tests.support.schedule import schedule
 
@@ -67,21 +68,41 @@ def test_in_progress_then_completed_moves_step_and_order_and_keeps_what_was_done
                        ("step complete", "COMPLETED"), ("order status", "COMPLETED")]
 
 
+def _discontinued(code: str, meaning: str) -> Dataset:
+    reason = Dataset()
+    reason.CodeValue, reason.CodingSchemeDesignator, reason.CodeMeaning = code, "DCM", meaning
+    change = finished("DISCONTINUED", images=0)
+    change.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([reason])
+    return change
+
+
 def test_discontinued_keeps_the_reason_code(sessions, port):
     order = schedule(sessions, 2)
-    reason = Dataset()
-    reason.CodeValue, reason.CodingSchemeDesignator = "110514", "DCM"
-    reason.CodeMeaning = "Incorrect worklist entry selected"
     with Modality(port) as ct:
         _, uid = ct.create(in_progress([_item(order)]))
-        change = finished("DISCONTINUED", images=0)
-        change.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([reason])
-        assert ct.set(change, uid).Status == 0x0000
+        assert ct.set(_discontinued("110501", "Equipment failure"), uid).Status == 0x0000
     assert _statuses(sessions, order) == (["DISCONTINUED"], "DISCONTINUED")
     with sessions() as session:
         row = session.scalars(select(PerformedStep)).one()
-        assert row.discontinuation_reason == "110514^DCM^Incorrect worklist entry selected"
-        assert row.summary["discontinuation_reason"]["value"] == "110514"
+        assert row.discontinuation_reason == "110501^DCM^Equipment failure"
+        assert row.summary["discontinuation_reason"]["value"] == "110501"
+
+
+def test_wrong_worklist_entry_puts_the_step_back_on_the_worklist(sessions, port):
+    order = schedule(sessions, 2)
+    with Modality(port) as ct:
+        _, uid = ct.create(in_progress([_item(order)]))
+        wrong = _discontinued("110514", "Incorrect worklist entry selected")
+        assert ct.set(wrong, uid).Status == 0x0000
+        assert _statuses(sessions, order) == (["SCHEDULED"], "SCHEDULED")
+        offered = findscu(port, [f"AccessionNumber={order['accession']}",
+                                 "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus"])
+        assert [i.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus
+                for i in offered] == ["SCHEDULED"]
+        # The right patient's exam is then done on it as usual.
+        _, again = ct.create(in_progress([_item(order)]))
+        assert ct.set(finished("COMPLETED", images=2), again).Status == 0x0000
+    assert _statuses(sessions, order) == (["COMPLETED"], "COMPLETED")
 
 
 def test_an_in_progress_update_changes_nothing_on_the_schedule(sessions, port):

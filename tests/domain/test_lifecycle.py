@@ -22,6 +22,7 @@ ALLOWED = [
     (S.SCHEDULED, E.HOLD, S.HOLD),
     (S.ARRIVED, E.HOLD, S.HOLD),
     (S.HOLD, E.RELEASE, S.SCHEDULED),
+    (S.STARTED, E.REOPEN, S.SCHEDULED),
 ]
 
 REFUSED = [
@@ -36,6 +37,8 @@ REFUSED = [
     (S.HOLD, E.ARRIVE, "release it first"),
     (S.STARTED, E.HOLD, "already performing"),
     (S.ARRIVED, E.ARRIVE, "ARRIVED"),
+    (S.SCHEDULED, E.REOPEN, "only a STARTED step"),
+    (S.COMPLETED, E.REOPEN, "COMPLETED"),
 ]
 
 

@@ -51,3 +51,15 @@ def test_finished_mpps_may_no_longer_be_updated(current, allowed):
 ])
 def test_step_event_once_an_mpps_finishes(statuses, event):
     assert step_event_on_finish(statuses) is event
+
+
+@pytest.mark.parametrize("statuses, reasons, event", [
+    ([P.DISCONTINUED], ["110514"], StepEvent.REOPEN),  # wrong worklist entry: offer it again
+    ([P.DISCONTINUED], ["110501"], StepEvent.DISCONTINUE),  # equipment failure
+    ([P.DISCONTINUED], [""], StepEvent.DISCONTINUE),
+    ([P.DISCONTINUED, P.DISCONTINUED], ["110514", "110514"], StepEvent.REOPEN),
+    ([P.DISCONTINUED, P.DISCONTINUED], ["110514", "110501"], StepEvent.DISCONTINUE),
+    ([P.DISCONTINUED, P.COMPLETED], ["110514", ""], StepEvent.COMPLETE),
+])
+def test_discontinuation_reason_decides_between_reopen_and_discontinue(statuses, reasons, event):
+    assert step_event_on_finish(statuses, reasons) is event

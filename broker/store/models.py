@@ -102,8 +102,9 @@ class Order(Base):
     placer_issuer: Mapped[str] = mapped_column(String(64), default="")
     filler_order_number: Mapped[str | None] = mapped_column(String(64))
     filler_issuer: Mapped[str] = mapped_column(String(64), default="")
-    # NULL, not "", when absent: unique constraints ignore NULLs.
-    accession_number: Mapped[str | None] = mapped_column(String(16), index=True)
+    # NULL, not "", when absent: unique constraints ignore NULLs. No index of its own:
+    # uq_imaging_order_accession (accession_number, accession_issuer) serves lookups by it.
+    accession_number: Mapped[str | None] = mapped_column(String(16))
     accession_issuer: Mapped[str] = mapped_column(String(64), default="")
     priority: Mapped[str] = mapped_column(String(16), default="")
     referring_physician: Mapped[str] = mapped_column(String(324), default="")
@@ -147,7 +148,8 @@ class ScheduledStep(Base):
     requested_procedure_id: Mapped[int] = mapped_column(
         ForeignKey("requested_procedure.id"), index=True)
     step_id: Mapped[str] = mapped_column(String(16))
-    modality: Mapped[str] = mapped_column(String(16), default="", index=True)
+    # Indexed through ix_scheduled_step_modality_start (modality is its first column).
+    modality: Mapped[str] = mapped_column(String(16), default="")
     # Backslash-joined as DICOM shows it; step_station_ae holds one indexed row per title.
     station_ae_title: Mapped[str] = mapped_column(String(170), default="")
     station_name: Mapped[str] = mapped_column(String(64), default="")
@@ -173,7 +175,8 @@ class StepStationAE(Base):
     __table_args__ = (Index("ix_step_station_ae_title_step", "ae_title", "step_id"),)
 
     step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_step.id"), primary_key=True)
-    ae_title: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+    # Indexed through ix_step_station_ae_title_step (ae_title is its first column).
+    ae_title: Mapped[str] = mapped_column(String(16), primary_key=True)
 
     step: Mapped[ScheduledStep] = relationship(back_populates="stations")
 

@@ -5,6 +5,12 @@ import asyncio
 
 START = b"\x0b"
 END = b"\x1c\x0d"
+BLANK = b"\r\n\t \x00"
+# Bytes that are not MLLP are tolerated before a start block only briefly: a sender's stray
+# bytes are followed by a frame at once, while a stream that is not MLLP at all (an HTTP probe,
+# a port scanner) sends no start block and must be closed, not waited on.
+JUNK_LIMIT = 1024
+JUNK_GRACE_SECONDS = 2.0
 
 
 class MllpFramingError(ValueError):
@@ -27,30 +33,43 @@ def frame(message: bytes) -> bytes:
 class MllpReader:
     """Reads whole MLLP frames from a stream, however the bytes are cut into packets."""
 
-    def __init__(self, reader: asyncio.StreamReader, max_bytes: int) -> None:
+    def __init__(self, reader: asyncio.StreamReader, max_bytes: int,
+                 junk_grace_seconds: float = JUNK_GRACE_SECONDS) -> None:
         self._reader = reader
         self._max = max_bytes
+        self._grace = junk_grace_seconds
         self._buffer = bytearray()
+        self.skipped_bytes = 0  # garbage discarded before the last frame, for the caller's log
 
     async def read_frame(self) -> bytes | None:
         """The next message without block characters; None at a clean end of stream.
 
-        Bytes before a start block are skipped (senders emit stray CR/LF); anything else there
-        is a framing error. An oversized frame is consumed to its end, then MessageTooLarge.
+        Garbage before a start block is discarded (counted in `skipped_bytes`); bytes that bring
+        no start block (over JUNK_LIMIT, or nothing more within the grace period, or the end of
+        the stream) are a framing error. An oversized frame is consumed, then MessageTooLarge.
         """
+        self.skipped_bytes = 0
         while True:
             start = self._buffer.find(START)
             if start >= 0:
-                junk = bytes(self._buffer[:start])
+                if self._buffer[:start].strip(BLANK):
+                    self.skipped_bytes = start
                 del self._buffer[:start + 1]
-                if junk.strip(b"\r\n\t \x00"):
-                    raise MllpFramingError(f"{len(junk)} bytes before start block")
                 return await self._read_body()
-            if self._buffer.strip(b"\r\n\t \x00"):
-                raise MllpFramingError("data without a start block")
-            self._buffer.clear()
-            if not await self._fill():
-                return None
+            junk = len(self._buffer.strip(BLANK))
+            if not junk:
+                self._buffer.clear()
+                if not await self._fill():
+                    return None
+                continue
+            if junk > JUNK_LIMIT:
+                raise MllpFramingError(f"{junk} bytes without a start block")
+            try:
+                more = await asyncio.wait_for(self._fill(), self._grace)
+            except asyncio.TimeoutError:
+                more = False
+            if not more:
+                raise MllpFramingError(f"{junk} bytes without a start block")
 
     async def _read_body(self) -> bytes:
         scanned = 0

@@ -123,6 +123,9 @@ class MllpServer:
                 return
             if raw is None:
                 return
+            if reader.skipped_bytes:
+                log.warning("mllp %s: %d bytes of garbage before a start block discarded", peer,
+                            reader.skipped_bytes)
             # The future resolves only after the message's transaction committed.
             try:
                 outcome = await asyncio.wrap_future(self._submit(raw, peer))

@@ -45,8 +45,41 @@ def test_line_noise_between_frames_is_tolerated():
     assert _read_all([b"\r\n" + frame(b"MSH|1") + b"\n" + frame(b"MSH|2")]) == [b"MSH|1", b"MSH|2"]
 
 
-def test_garbage_before_start_block_is_a_framing_error():
-    assert _read_all([b"GET / HTTP/1.1\r\n" + frame(b"MSH|1")]) == ["MllpFramingError"]
+def test_garbage_before_a_start_block_is_skipped():
+    assert _read_all([b"GARBAGE\x00\xff" + frame(b"MSH|1"), b"junk", frame(b"MSH|2")]) == [
+        b"MSH|1", b"MSH|2"]
+
+
+def test_skipped_garbage_is_counted_for_the_log():
+    async def run():
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"GARBAGE" + frame(b"MSH|1"))
+        reader.feed_eof()
+        mllp = MllpReader(reader, 1024)
+        return await mllp.read_frame(), mllp.skipped_bytes
+    assert asyncio.run(run()) == (b"MSH|1", 7)
+
+
+def test_data_without_any_start_block_is_a_framing_error():
+    assert _read_all([b"GET / HTTP/1.1\r\n\r\n"]) == ["MllpFramingError"]
+
+
+def test_a_long_stream_without_start_block_is_refused_without_waiting_for_its_end():
+    async def run():
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"x" * 5000)  # no end of stream: the reader must not wait for one
+        with pytest.raises(MllpFramingError, match="without a start block"):
+            await asyncio.wait_for(MllpReader(reader, 1024).read_frame(), 5)
+    asyncio.run(run())
+
+
+def test_a_silent_peer_after_garbage_is_refused_after_the_grace_period():
+    async def run():
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"GET / HTTP/1.1\r\n")  # an HTTP client waits for our answer
+        with pytest.raises(MllpFramingError):
+            await asyncio.wait_for(MllpReader(reader, 1024, junk_grace_seconds=0.05).read_frame(), 5)
+    asyncio.run(run())
 
 
 def test_connection_closed_mid_message():

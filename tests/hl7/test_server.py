@@ -106,6 +106,15 @@ def test_non_mllp_input_closes_that_connection_only(start):
         assert parse(_read_frame(good)).get("MSA", 1) == "AA"
 
 
+def test_garbage_before_a_start_block_is_skipped_and_the_message_answered(start):
+    running = start()
+    with socket.create_connection(("127.0.0.1", running.listeners.hl7[1]), timeout=10) as sock:
+        sock.sendall(b"\x00\xffleftover bytes" + frame(_message("J1")))
+        assert parse(_read_frame(sock)).get("MSA", 2) == "J1"
+        sock.sendall(frame(_message("J2")))  # the connection stays usable
+        assert parse(_read_frame(sock)).get("MSA", 2) == "J2"
+
+
 def test_peer_not_in_allowlist_is_disconnected(start):
     running = start(allowed_peers=("10.99.0.0/16",))
     with socket.create_connection(("127.0.0.1", running.listeners.hl7[1]), timeout=10) as sock:

@@ -6,7 +6,7 @@ import getpass
 import sys
 
 from broker.config import Settings
-from broker.store.runtime import command_store
+from broker.store.runtime import open_store
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -44,59 +44,57 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
 
 def _steps_list(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.steps import list_steps
-    engine, sessions = command_store(settings)
-    with sessions() as session:
-        rows = list_steps(session, args.status, args.limit)
-    print(f"{'ID':>6}  {'SPS ID':<16} {'STATUS':<12} {'MOD':<4} {'STATION':<17} "
-          f"{'START':<16} {'ACCESSION':<16} ORDER")
-    for r in rows:
-        start = r.start_at.strftime("%Y-%m-%d %H:%M") if r.start_at else ""
-        print(f"{r.id:>6}  {r.sps_id:<16} {r.status:<12} {r.modality:<4} {r.station_ae_title:<17} "
-              f"{start:<16} {r.accession_number:<16} {r.order_id} ({r.order_status})")
-    engine.dispose()
-    return 0
+    with open_store(settings) as store:
+        sessions = store.sessions
+        with sessions() as session:
+            rows = list_steps(session, args.status, args.limit)
+        print(f"{'ID':>6}  {'SPS ID':<16} {'STATUS':<12} {'MOD':<4} {'STATION':<17} "
+              f"{'START':<16} {'ACCESSION':<16} ORDER")
+        for r in rows:
+            start = r.start_at.strftime("%Y-%m-%d %H:%M") if r.start_at else ""
+            print(f"{r.id:>6}  {r.sps_id:<16} {r.status:<12} {r.modality:<4} {r.station_ae_title:<17} "
+                  f"{start:<16} {r.accession_number:<16} {r.order_id} ({r.order_status})")
+        return 0
 
 
 def _steps_arrive(args: argparse.Namespace, settings: Settings) -> int:
     from broker.domain.lifecycle import IllegalTransition
     from broker.store.steps import StepNotFound, arrive_step
-    engine, sessions = command_store(settings)
-    try:
-        with sessions.begin() as session:
-            step = arrive_step(session, args.step, args.actor)
-            print(f"step {step.id} ({step.step_id}): {step.status}")
-        return 0
-    except (StepNotFound, IllegalTransition) as exc:
-        print(f"broker: step {args.step}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
+    with open_store(settings) as store:
+        sessions = store.sessions
+        try:
+            with sessions.begin() as session:
+                step = arrive_step(session, args.step, args.actor)
+                print(f"step {step.id} ({step.step_id}): {step.status}")
+            return 0
+        except (StepNotFound, IllegalTransition) as exc:
+            print(f"broker: step {args.step}: {exc}", file=sys.stderr)
+            return 1
 
 
 def _mpps_unscheduled(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.performed import unscheduled_steps
-    engine, sessions = command_store(settings)
-    with sessions() as session:
-        rows = unscheduled_steps(session)
-        print(f"{'ID':>6}  {'STATUS':<13} {'MOD':<4} {'STATION':<16} {'STARTED':<16} PATIENT")
-        for r in rows:
-            started = r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else ""
-            print(f"{r.id:>6}  {r.status:<13} {r.modality:<4} {r.station_ae_title:<16} "
-                  f"{started:<16} {r.patient_id or ''}")
-    engine.dispose()
-    return 0
+    with open_store(settings) as store:
+        sessions = store.sessions
+        with sessions() as session:
+            rows = unscheduled_steps(session)
+            print(f"{'ID':>6}  {'STATUS':<13} {'MOD':<4} {'STATION':<16} {'STARTED':<16} PATIENT")
+            for r in rows:
+                started = r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else ""
+                print(f"{r.id:>6}  {r.status:<13} {r.modality:<4} {r.station_ae_title:<16} "
+                      f"{started:<16} {r.patient_id or ''}")
+        return 0
 
 
 def _mpps_attach(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.performed import attach_performed_step
-    engine, sessions = command_store(settings)
-    try:
-        with sessions.begin() as session:
-            row = attach_performed_step(session, args.performed, args.step, args.actor)
-            print(f"mpps {row.id} attached to step {args.step} (patient {row.patient_id})")
-        return 0
-    except (LookupError, ValueError) as exc:
-        print(f"broker: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
+    with open_store(settings) as store:
+        sessions = store.sessions
+        try:
+            with sessions.begin() as session:
+                row = attach_performed_step(session, args.performed, args.step, args.actor)
+                print(f"mpps {row.id} attached to step {args.step} (patient {row.patient_id})")
+            return 0
+        except (LookupError, ValueError) as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1

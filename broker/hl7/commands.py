@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from broker.config import Settings
 from broker.hl7.intake import Hl7Intake, Outcome
 from broker.store.models import InboundMessage
-from broker.store.runtime import command_store
+from broker.store.runtime import open_store
 
 
 @dataclass(frozen=True)
@@ -69,28 +69,27 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    engine, sessions = command_store(settings)
-    with sessions() as session:
-        rows = list_messages(session, args.status, args.sender, args.limit)
-    for r in rows:
-        print(f"{r.id:>7}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.status:<9}  {r.message_type:<8}  "
-              f"{r.sender:<24}  {r.control_id:<20}  {r.error[:60]}")
-    engine.dispose()
-    return 0
+    with open_store(settings) as store:
+        sessions = store.sessions
+        with sessions() as session:
+            rows = list_messages(session, args.status, args.sender, args.limit)
+        for r in rows:
+            print(f"{r.id:>7}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.status:<9}  {r.message_type:<8}  "
+                  f"{r.sender:<24}  {r.control_id:<20}  {r.error[:60]}")
+        return 0
 
 
 def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
     from broker.service import build_intake
-    engine, sessions = command_store(settings)
-    try:
-        outcome = reprocess_message(build_intake(settings, sessions), args.id)
-    except (KeyError, ValueError) as exc:
-        print(f"broker: {exc.args[0]}")
-        return 1
-    finally:
-        engine.dispose()
-    print(f"message #{outcome.message_id}: {outcome.status}")
-    return 0 if outcome.status == "PROCESSED" else 1
+    with open_store(settings) as store:
+        sessions = store.sessions
+        try:
+            outcome = reprocess_message(build_intake(settings, sessions), args.id)
+        except (KeyError, ValueError) as exc:
+            print(f"broker: {exc.args[0]}")
+            return 1
+        print(f"message #{outcome.message_id}: {outcome.status}")
+        return 0 if outcome.status == "PROCESSED" else 1
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:

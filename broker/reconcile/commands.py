@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from broker.config import Settings
-from broker.store.runtime import command_store
+from broker.store.runtime import open_store
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -66,80 +66,75 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.is_file():
         print(f"broker: {args.file}: no such file", file=sys.stderr)
         return 2
-    engine, sessions = command_store(settings)
-    bar = Progress("import", count_lines(args.file))
-    try:
-        report = import_csv(sessions, args.file, actor=f"cli:{getpass.getuser()}"[:64],
-                            on_progress=bar.advance)
-    except ImportError_ as exc:
-        print(f"broker: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    bar.done = bar.total
-    bar.finish()
-    for line, reason in report.errors:
-        print(f"{args.file}:{line}: {reason}", file=sys.stderr)
-    print(f"imported {report.created} new, updated {report.updated}, "
-          f"rejected {len(report.errors)}")
-    return 1 if report.errors else 0
+    with open_store(settings) as store:
+        sessions = store.sessions
+        bar = Progress("import", count_lines(args.file))
+        try:
+            report = import_csv(sessions, args.file, actor=f"cli:{getpass.getuser()}"[:64],
+                                on_progress=bar.advance)
+        except ImportError_ as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 2
+        bar.done = bar.total
+        bar.finish()
+        for line, reason in report.errors:
+            print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+        print(f"imported {report.created} new, updated {report.updated}, "
+              f"rejected {len(report.errors)}")
+        return 1 if report.errors else 0
 
 
 def _scan(args: argparse.Namespace, settings: Settings) -> int:
     from broker.reconcile.progress import Progress
     from broker.reconcile.scan import scan
 
-    engine, sessions = command_store(settings)
-    bar: Progress | None = None
+    with open_store(settings) as store:
+        sessions = store.sessions
+        bar: Progress | None = None
 
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress("scan", total)
-        bar.advance(done - bar.done)
-    try:
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = Progress("scan", total)
+            bar.advance(done - bar.done)
         report = scan(sessions, settings.matching, progress, args.output)
-    finally:
-        engine.dispose()
-    if bar is not None:
-        bar.finish()
-    review = sum(1 for f in report.flagged if f.verdict.band.value == "review")
-    print(f"scanned {report.patients} patients, {report.pairs_scored} pairs: "
-          f"{len(report.flagged)} flagged ({review} review, {len(report.flagged) - review} auto), "
-          f"{report.queued} new queue entries, {report.auto_linked} linked automatically"
-          + (f", {report.skipped_blocks} oversized blocks skipped" if report.skipped_blocks else ""))
-    if args.output is not None:
-        print(f"pairs written to {args.output}")
-    return 0
+        if bar is not None:
+            bar.finish()
+        review = sum(1 for f in report.flagged if f.verdict.band.value == "review")
+        print(f"scanned {report.patients} patients, {report.pairs_scored} pairs: "
+              f"{len(report.flagged)} flagged ({review} review, {len(report.flagged) - review} auto), "
+              f"{report.queued} new queue entries, {report.auto_linked} linked automatically"
+              + (f", {report.skipped_blocks} oversized blocks skipped" if report.skipped_blocks else ""))
+        if args.output is not None:
+            print(f"pairs written to {args.output}")
+        return 0
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.matches import list_matches
 
-    engine, sessions = command_store(settings)
-    try:
+    with open_store(settings) as store:
+        sessions = store.sessions
         with sessions() as session:
             entries = list_matches(session, None if args.status == "all" else args.status,
                                    limit=args.limit)
-    finally:
-        engine.dispose()
-    for e in entries:
-        if args.json:
-            print(json.dumps({**e.__dict__, "created_at": str(e.created_at),
-                              "resolved_at": e.resolved_at and str(e.resolved_at)}))
-            continue
-        print(f"#{e.id} {e.status.lower()} {e.kind} score {e.score:.2f} ({e.source}): {e.reason}")
-        for role, rec in (("incoming ", e.incoming), ("candidate", e.candidate)):
-            print(f"  {role} {_describe(rec)}")
-        print("  fields    " + ", ".join(
-            f"{name} {f['points']:+.1f}" + (f" ({f['note']})" if f.get("note") else "")
-            for name, f in e.fields.items() if f.get("similarity") is not None))
-        if e.resolved_by:
-            print(f"  resolved by {e.resolved_by} at {e.resolved_at:%Y-%m-%d %H:%M:%S}")
-    if not args.json:
-        label = "" if args.status == "all" else f"{args.status} "
-        print(f"{len(entries)} {label}entr{'y' if len(entries) == 1 else 'ies'}")
-    return 0
+        for e in entries:
+            if args.json:
+                print(json.dumps({**e.__dict__, "created_at": str(e.created_at),
+                                  "resolved_at": e.resolved_at and str(e.resolved_at)}))
+                continue
+            print(f"#{e.id} {e.status.lower()} {e.kind} score {e.score:.2f} ({e.source}): {e.reason}")
+            for role, rec in (("incoming ", e.incoming), ("candidate", e.candidate)):
+                print(f"  {role} {_describe(rec)}")
+            print("  fields    " + ", ".join(
+                f"{name} {f['points']:+.1f}" + (f" ({f['note']})" if f.get("note") else "")
+                for name, f in e.fields.items() if f.get("similarity") is not None))
+            if e.resolved_by:
+                print(f"  resolved by {e.resolved_by} at {e.resolved_at:%Y-%m-%d %H:%M:%S}")
+        if not args.json:
+            label = "" if args.status == "all" else f"{args.status} "
+            print(f"{len(entries)} {label}entr{'y' if len(entries) == 1 else 'ies'}")
+        return 0
 
 
 def _describe(rec: dict) -> str:
@@ -152,17 +147,16 @@ def _describe(rec: dict) -> str:
 def _act(settings: Settings, action) -> int:
     from broker.store.matches import MatchError
 
-    engine, sessions = command_store(settings)
-    try:
-        with sessions.begin() as session:
-            message = action(session)
-    except MatchError as exc:
-        print(f"broker: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    print(message)
-    return 0
+    with open_store(settings) as store:
+        sessions = store.sessions
+        try:
+            with sessions.begin() as session:
+                message = action(session)
+        except MatchError as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
+        print(message)
+        return 0
 
 
 def _link(args: argparse.Namespace, settings: Settings) -> int:

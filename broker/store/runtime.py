@@ -30,20 +30,14 @@ def connect_store(settings: Settings) -> Store:
     return Store(engine, sessions)
 
 
-def command_store(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
-    """For a CLI command: connect and migrate; the caller disposes of the engine."""
-    store = connect_store(settings)
-    # Migration progress lines would bury the command's own output.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
-    upgrade(store.engine)
-    return store.engine, store.sessions
-
-
 @contextmanager
 def open_store(settings: Settings) -> Iterator[Store]:
-    """command_store as a context: the engine is disposed of on the way out."""
-    engine, sessions = command_store(settings)
+    """For one command: connect, migrate, and dispose of the engine on the way out."""
+    store = connect_store(settings)
     try:
-        yield Store(engine, sessions)
+        # Migration progress lines would bury the command's own output.
+        logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+        upgrade(store.engine)
+        yield store
     finally:
-        engine.dispose()
+        store.engine.dispose()

@@ -15,11 +15,6 @@ def local_now() -> datetime:
     return datetime.now()
 
 
-def uuid_uid() -> str:
-    """A UID under 2.25 derived from a random UUID (PS3.5 B.2): unique with no registered root."""
-    return f"2.25.{uuid.uuid4().int}"
-
-
 def uid_factory(root: str):
     """A function returning new UIDs under `root` (at most 64 characters, PS3.5 9.1)."""
     root = root if root.endswith(".") else root + "."

@@ -20,19 +20,16 @@ from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
 from broker.dicom import find_response, mpps
 from broker.dicom.items import build_item, compile_plan
-from broker.dicom.matching import InvalidQuery
+from broker.dicom.matching import STATUS_UNABLE_TO_PROCESS, InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
 
 log = logging.getLogger(__name__)
 
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Implicit VR LE
 
-# PS3.4 C.4.1.1.4 / K.4.1.1.4 C-FIND statuses.
+# PS3.4 C.4.1.1.4 / K.4.1.1.4 C-FIND statuses; the failure ones live with InvalidQuery.
 STATUS_PENDING = 0xFF00
 STATUS_CANCEL = 0xFE00
-STATUS_IDENTIFIER_MISMATCH = 0xA900
-STATUS_UNABLE_TO_PROCESS = 0xC000
-STATUS_PROCESSING_FAILURE = 0xC001
 
 
 def build_ae(settings: DicomSettings) -> AE:

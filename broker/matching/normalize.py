@@ -48,11 +48,6 @@ def raw_tokens(text: str) -> tuple[str, ...]:
     return tuple(w for w in fold(text).split() if not w.isdigit() and w not in TITLES)
 
 
-def name_tokens(text: str) -> tuple[str, ...]:
-    """raw_tokens with umlaut transliterations reduced (MUELLER -> MULLER, like MÜLLER)."""
-    return tuple(_UMLAUT_DIGRAPH.sub(r"\1", w) for w in raw_tokens(text))
-
-
 @dataclass(frozen=True)
 class NamePart:
     """One name (family or given) in every form the comparisons need."""

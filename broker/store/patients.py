@@ -218,8 +218,3 @@ def accept_demographics(session: Session, patient_id: int, data: dict[str, Any])
     session.flush()
     refresh_block_keys(session, patient.id, patient_profile(patient))
     return patient
-
-
-def primary_identifier(patient: Patient) -> PatientIdentifier | None:
-    """The identifier the worklist shows as PatientID: the first one attached."""
-    return patient.identifiers[0] if patient.identifiers else None

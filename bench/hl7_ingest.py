@@ -158,7 +158,7 @@ def start_broker(folder: Path, loop: LoopThread):
     upgrade(engine)
     writer = IntakeWriter(build_intake(settings, make_session_factory(engine)),
                           settings.hl7.max_group).start()
-    server = MllpServer(writer.submit, replace(settings.hl7, host="127.0.0.1"))
+    server = MllpServer(writer.store, replace(settings.hl7, host="127.0.0.1"))
     port = loop.run(server.start())[1]
     return port, writer, server, engine
 

@@ -109,7 +109,7 @@ class Broker:
         # SQLite has one writer: one thread stores and applies, committing arrivals in groups.
         writer = IntakeWriter(intake, self.settings.hl7.max_group).start()
         loop = asyncio.new_event_loop()
-        server = MllpServer(writer.submit, self.settings.hl7)
+        server = MllpServer(writer.store, self.settings.hl7)
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()
         self.listeners.hl7 = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)

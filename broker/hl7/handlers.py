@@ -8,10 +8,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from broker.domain.lifecycle import StepEvent
+from broker.domain.records import OrderRequest
 from broker.hl7 import ack
 from broker.hl7.adt import ADT_HANDLERS
 from broker.hl7.fields import FieldError
-from broker.hl7.intake import Failed, Handler, IntakeContext
+from broker.hl7.intake import Failed, Handler, IntakeContext, StagedHandler
 from broker.hl7.message import Message
 from broker.hl7.orders import OrderPolicy, order_groups, read_orders
 from broker.store.order_updates import UnknownOrder, apply_event, change_order, existing_order
@@ -25,8 +26,8 @@ _STATUS_EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEven
 CONTROLS = ("NW", "XO", "CA", "DC", "SC", "HD", "RL")
 
 
-def handle_order(session: Session, msg: Message, message_id: int, ctx: IntakeContext) -> None:
-    """Apply each placer order of the message by its order control code."""
+def read_order_message(msg: Message, ctx: IntakeContext) -> list[tuple[str, OrderRequest]]:
+    """Each placer order of the message with its order control code (no database)."""
     groups = order_groups(msg)
     if not groups:
         raise FieldError("ORC segment is missing")
@@ -35,14 +36,24 @@ def handle_order(session: Session, msg: Message, message_id: int, ctx: IntakeCon
             raise Failed(f"order control {group.control!r} is not supported "
                          f"(expected one of {', '.join(CONTROLS)})", ack.ERR_TABLE_VALUE)
     policy = OrderPolicy(ctx.patient_id_issuer, ctx.study_uid_policy, ctx.uid_root)
+    return read_orders(msg, groups, ctx.mappings, policy)
+
+
+def apply_order_message(session: Session, msg: Message,
+                        orders: list[tuple[str, OrderRequest]], message_id: int,
+                        ctx: IntakeContext) -> None:
+    """Apply each placer order by its order control code."""
     try:
-        for control, request in read_orders(msg, groups, ctx.mappings, policy):
+        for control, request in orders:
             _apply(session, msg, control, request, message_id, ctx)
     except UnknownOrder as exc:
         raise Failed(str(exc), ack.ERR_UNKNOWN_KEY) from None
 
 
-def _apply(session: Session, msg: Message, control: str, request, message_id: int,
+handle_order = StagedHandler(read_order_message, apply_order_message)
+
+
+def _apply(session: Session, msg: Message, control: str, request: OrderRequest, message_id: int,
            ctx: IntakeContext) -> None:
     if control == "NW":
         conflict = order_conflict(session, request)
@@ -78,7 +89,7 @@ def _orc_of(msg: Message, placer: str) -> list[str] | None:
     return msg.segment("ORC")
 
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[str, Handler | StagedHandler] = {
     "ORM^O01": handle_order,
     "OMI^O23": handle_order,
     "OMG^O19": handle_order,

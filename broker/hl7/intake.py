@@ -1,15 +1,19 @@
 """The inbound HL7 path: store the raw message and apply it in ONE transaction, then acknowledge.
 
-frame -> parse -> (resend?) -> insert raw -> SAVEPOINT map + apply -> outcome + ACK -> COMMIT -> ACK out.
-A failed apply rolls back to the savepoint only: the raw message still commits, as FAILED, and
-can be reprocessed. The caller sends the ACK only after the commit returned ("store, then ack").
+frame -> prepare (parse, map, AA ACK: no database) -> (resend?) -> insert raw -> SAVEPOINT
+apply -> COMMIT -> ACK out. A failed apply rolls back to the savepoint only: the raw message
+still commits, as FAILED, and can be reprocessed. The caller sends the ACK only after the commit
+returned ("store, then ack").
+
+`prepare` is pure so that it can run on the thread that received the frame, while the single
+writer thread is busy with the database; `process` is the part that needs the transaction.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +27,9 @@ from broker.mapping.site import SiteMappings
 from broker.store.fastsql import savepoint
 from broker.store.merge import MergeError
 from broker.store.models import InboundMessage
-from broker.store.order_rows import FINISH_MESSAGE, FIND_MESSAGE, INSERT_MESSAGE, OrderConflict
+from broker.store.order_rows import (
+    CORRECT_MESSAGE, FINISH_MESSAGE, FIND_MESSAGE, INSERT_MESSAGE, OrderConflict,
+)
 
 log = logging.getLogger(__name__)
 CHANNEL = "hl7"
@@ -65,6 +71,27 @@ class Handler(Protocol):
 
 
 @dataclass(frozen=True)
+class StagedHandler:
+    """A handler in two steps: `read` maps the message (pure, before the transaction),
+    `apply` writes what was read (inside it)."""
+    read: Callable[[Message, IntakeContext], Any]
+    apply: Callable[[Session, Message, Any, int, IntakeContext], None]
+
+
+@dataclass
+class Prepared:
+    """A received message, read as far as possible without the database."""
+    raw: bytes
+    peer: str
+    msg: Message | None = None
+    unreadable: str = ""                       # why the bytes are not HL7 at all
+    handler: Handler | StagedHandler | None = None
+    plan: Any = None                           # what a StagedHandler read
+    refusal: Exception | None = None           # raised at apply: Rejected, Failed, FieldError...
+    accept_ack: bytes = b""                    # the AA, built ahead for the common outcome
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: str        # PROCESSED, FAILED, REJECTED
     ack: bytes
@@ -74,7 +101,10 @@ class Outcome:
     @property
     def code(self) -> str:
         """MSA-1 of the ACK."""
-        return {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}.get(self.status, "AA")
+        return _CODES.get(self.status, "AA")
+
+
+_CODES = {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}
 
 
 # Domain and store refusals -> (ACK error condition, HL7 table 0357).
@@ -99,25 +129,45 @@ class Hl7Intake:
     def sessions(self) -> sessionmaker[Session]:
         return self._sessions
 
+    def prepare(self, raw: bytes, peer: str = "") -> Prepared:
+        """Parse and map `raw` and build its AA; never raises (a problem is kept for `process`)."""
+        item = Prepared(raw, peer)
+        try:
+            item.msg = parse(raw)
+        except Hl7ParseError as exc:
+            item.unreadable = str(exc)
+            return item
+        try:
+            item.handler = self._handler_for(item.msg)
+            if isinstance(item.handler, StagedHandler):
+                item.plan = item.handler.read(item.msg, self.ctx)
+            item.accept_ack = ack.build_ack(ack.AckHeader.of(item.msg), "AA")
+        except Exception as exc:  # noqa: BLE001 - answered and stored by process()
+            item.refusal = exc
+        return item
+
     def receive(self, raw: bytes, peer: str = "") -> Outcome:
         """Store, apply and acknowledge one message in its own transaction; never raises for bad input."""
+        return self.store(self.prepare(raw, peer))
+
+    def store(self, item: Prepared) -> Outcome:
+        """`process` in a transaction of its own."""
         try:
             with self._sessions.begin() as session:
-                return self.process(session, raw, peer)
+                return self.process(session, item)
         except IntegrityError:
             # A concurrent copy of the same (sender, control id) committed first: a resend.
             with self._sessions.begin() as session:
-                return self.process(session, raw, peer)
+                return self.process(session, item)
 
-    def process(self, session: Session, raw: bytes, peer: str) -> Outcome:
-        """Store and apply one message inside the caller's transaction (the caller commits)."""
-        try:
-            msg = parse(raw)
-        except Hl7ParseError as exc:
-            text = str(exc)
-            ack_bytes = ack.fallback_ack(raw, text)
-            message_id = self._insert(session, raw, peer, None, "REJECTED", text, ack_bytes)
-            log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id, exc)
+    def process(self, session: Session, item: Prepared) -> Outcome:
+        """Store and apply one prepared message inside the caller's transaction (the caller commits)."""
+        msg, peer = item.msg, item.peer
+        if msg is None:
+            ack_bytes = ack.fallback_ack(item.raw, item.unreadable)
+            message_id = self._insert(session, item, "REJECTED", item.unreadable, ack_bytes)
+            log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id,
+                        item.unreadable)
             return Outcome("REJECTED", ack_bytes, message_id)
         if msg.control_id:
             previous = FIND_MESSAGE.first(session, {
@@ -129,8 +179,18 @@ class Hl7Intake:
                 return Outcome(previous_status, bytes(previous_ack) if previous_ack else
                                ack.build_ack(ack.AckHeader.of(msg), "AA"), previous_id,
                                duplicate=True)
-        message_id = self._insert(session, raw, peer, msg, "RECEIVED", "", None)
-        return self._apply(session, message_id, msg, peer)
+        # Stored as it will most often end, with its AA: a message that fails is corrected
+        # below, in the same transaction, so no reader ever sees the first version.
+        message_id = self._insert(session, item, "PROCESSED", "", item.accept_ack)
+        status, text, error = self._apply(session, message_id, item)
+        if status == "PROCESSED" and item.accept_ack:
+            ack_bytes = item.accept_ack
+        else:
+            ack_bytes = ack.build_ack(ack.AckHeader.of(msg), _CODES[status], text, error)
+            CORRECT_MESSAGE.run(session, {"b_id": message_id, "b_status": status,
+                                          "b_error": text, "b_ack": ack_bytes})
+        self._log(item, message_id, status, text)
+        return Outcome(status, ack_bytes, message_id)
 
     def reprocess(self, message_id: int) -> Outcome:
         """Apply a stored message again (after a fix to data or mappings)."""
@@ -140,40 +200,48 @@ class Hl7Intake:
                 raise KeyError(f"no inbound message #{message_id}")
             if row.status == "PROCESSED":
                 raise ValueError(f"message #{message_id} was already processed")
-            try:
-                msg = parse(row.raw)
-            except Hl7ParseError as exc:
-                raise ValueError(f"message #{message_id} is not readable HL7: {exc}") from None
-            return self._apply(session, row.id, msg, "reprocess")
+            item = self.prepare(row.raw, "reprocess")
+            if item.msg is None:
+                raise ValueError(f"message #{message_id} is not readable HL7: {item.unreadable}")
+            status, text, error = self._apply(session, row.id, item)
+            ack_bytes = ack.build_ack(ack.AckHeader.of(item.msg), _CODES[status], text, error)
+            FINISH_MESSAGE.run(session, {"b_id": message_id, "b_status": status, "b_error": text,
+                                         "b_ack": ack_bytes, "b_at": utcnow()})
+            self._log(item, message_id, status, text)
+            return Outcome(status, ack_bytes, message_id)
 
-    def _apply(self, session: Session, message_id: int, msg: Message, peer: str) -> Outcome:
-        status, text, error = "PROCESSED", "", None
+    def _apply(self, session: Session, message_id: int,
+               item: Prepared) -> tuple[str, str, tuple[str, str] | None]:
+        """Run the handler in a savepoint: (status, error text, ACK error condition)."""
+        msg = item.msg
         try:
-            handler = self._handler_for(msg)
             with savepoint(session):  # a failure undoes the apply, not the raw row
-                handler(session, msg, message_id, self.ctx)
+                if item.refusal is not None:
+                    raise item.refusal
+                if isinstance(item.handler, StagedHandler):
+                    item.handler.apply(session, msg, item.plan, message_id, self.ctx)
+                else:
+                    item.handler(session, msg, message_id, self.ctx)
         except Rejected as exc:
-            status, text, error = "REJECTED", str(exc), exc.error
+            return "REJECTED", str(exc), exc.error
         except Failed as exc:
-            status, text, error = "FAILED", str(exc), exc.error
+            return "FAILED", str(exc), exc.error
         except Exception as exc:  # noqa: BLE001 - an unexpected bug must still be answered and kept
             error = next((e for kind, e in _FAILURES if isinstance(exc, kind)), None)
-            if error is None:
-                log.exception("hl7 message #%s (control id %s): processing failed", message_id,
-                              msg.control_id)
-                text, error = "internal error while processing the message", ack.ERR_APPLICATION
-            else:
-                text = str(exc)
-            status = "FAILED"
-        code = {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}[status]
-        ack_bytes = ack.build_ack(ack.AckHeader.of(msg), code, text, error)
-        FINISH_MESSAGE.run(session, {"b_id": message_id, "b_status": status, "b_error": text,
-                                         "b_ack": ack_bytes, "b_at": utcnow()})
-        log.info("hl7 from %s: %s control id %s -> %s (message #%s)%s", peer, msg.message_type,
-                 msg.control_id, code, message_id, f": {text}" if text else "")
-        return Outcome(status, ack_bytes, message_id)
+            if error is not None:
+                return "FAILED", str(exc), error
+            log.error("hl7 message #%s (control id %s): processing failed", message_id,
+                      msg.control_id, exc_info=exc)
+            return "FAILED", "internal error while processing the message", ack.ERR_APPLICATION
+        return "PROCESSED", "", None
 
-    def _handler_for(self, msg: Message) -> Handler:
+    @staticmethod
+    def _log(item: Prepared, message_id: int, status: str, text: str) -> None:
+        log.info("hl7 from %s: %s control id %s -> %s (message #%s)%s", item.peer,
+                 item.msg.message_type, item.msg.control_id, _CODES[status], message_id,
+                 f": {text}" if text else "")
+
+    def _handler_for(self, msg: Message) -> Handler | StagedHandler:
         allowed = self.ctx.allowed_senders
         if allowed and msg.get("MSH", 3) not in allowed and msg.sender not in allowed:
             raise Rejected(f"sender {msg.sender!r} is not allowed", ack.ERR_UNKNOWN_KEY)
@@ -191,12 +259,12 @@ class Hl7Intake:
         return handler
 
     @staticmethod
-    def _insert(session: Session, raw: bytes, peer: str, msg: Message | None, status: str,
-                error: str, ack_bytes: bytes | None) -> int:
-        now = utcnow()
+    def _insert(session: Session, item: Prepared, status: str, error: str,
+                ack_bytes: bytes | None) -> int:
+        msg, now = item.msg, utcnow()
         return INSERT_MESSAGE.scalar(session, dict(
             channel=CHANNEL, sender=msg.sender if msg else "",
             control_id=(msg.control_id or None) if msg else None,
-            message_type=msg.message_type[:32] if msg else "", peer=peer[:64], raw=raw,
-            received_at=now, status=status, error=error, ack=ack_bytes,
-            processed_at=None if msg else now, attempts=0 if msg else 1))
+            message_type=msg.message_type[:32] if msg else "", peer=item.peer[:64], raw=item.raw,
+            received_at=now, status=status, error=error, ack=ack_bytes, processed_at=now,
+            attempts=1))

@@ -84,6 +84,7 @@ class Message:
         msh = self.segments[0][1]
         self._msh = msh
         self._first: dict[str, list[str]] = {}
+        self._split: dict[str, list[list[list[str]]]] = {}
         for name, fields in reversed(self.segments):
             self._first[name] = fields
 
@@ -95,11 +96,6 @@ class Message:
         """The first segment with this name, or None."""
         return self._first.get(name)
 
-    def _plain(self, value: str) -> bool:
-        sep = self.sep
-        return sep.repetition not in value and sep.component not in value \
-            and sep.subcomponent not in value
-
     def field(self, fields: list[str] | None, number: int, rep: int = 1, comp: int = 1,
               sub: int = 1, raw: bool = False) -> str:
         """One value of a segment by 1-based field, repetition, component and subcomponent."""
@@ -108,22 +104,26 @@ class Message:
         value = fields[number]
         if not value:
             return ""
-        if fields[0] == "MSH" and number in (1, 2):
+        if number <= 2 and fields[0] == "MSH":
             return value
-        if self._plain(value):  # most fields hold one simple value: skip the splitting
+        sep = self.sep
+        if sep.component not in value and sep.repetition not in value \
+                and sep.subcomponent not in value:
+            # Most fields hold one simple value: nothing to split.
             if rep == 1 and comp == 1 and sub == 1:
-                return value if raw or self.sep.escape not in value else self.unescape(value)
+                return value if raw or sep.escape not in value else self.unescape(value)
             return ""
-        reps = value.split(self.sep.repetition)
-        if rep > len(reps):
+        # A composite field is usually read component by component (a name, an identifier):
+        # split it once per message. Equal values split equally, so the value is the key.
+        tree = self._split.get(value)
+        if tree is None:
+            tree = [[c.split(sep.subcomponent) for c in r.split(sep.component)]
+                    for r in value.split(sep.repetition)]
+            self._split[value] = tree
+        try:
+            text = tree[rep - 1][comp - 1][sub - 1]
+        except IndexError:
             return ""
-        comps = reps[rep - 1].split(self.sep.component)
-        if comp > len(comps):
-            return ""
-        subs = comps[comp - 1].split(self.sep.subcomponent)
-        if sub > len(subs):
-            return ""
-        text = subs[sub - 1]
         return text if raw else self.unescape(text)
 
     def repetitions(self, fields: list[str] | None, number: int) -> int:

@@ -5,8 +5,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-from concurrent.futures import Future
-from typing import Callable
+from typing import Awaitable, Callable
 
 from broker.config import Hl7Settings
 from broker.hl7 import ack
@@ -15,7 +14,8 @@ from broker.hl7.message import Hl7ParseError, parse
 from broker.hl7.mllp import MessageTooLarge, MllpFramingError, MllpReader, frame
 
 log = logging.getLogger(__name__)
-Submit = Callable[[bytes, str], "Future[Outcome]"]
+# Stores one message and returns its outcome once the transaction committed (IntakeWriter.store).
+Store = Callable[[bytes, str], Awaitable[Outcome]]
 
 
 def tls_context(settings: Hl7Settings) -> ssl.SSLContext | None:
@@ -43,10 +43,10 @@ def peer_allowed(address: str, allowed: tuple[str, ...]) -> bool:
 
 
 class MllpServer:
-    """Serves MLLP on one address; every message goes to `submit` (the intake writer)."""
+    """Serves MLLP on one address; every message goes to `store` (the intake writer)."""
 
-    def __init__(self, submit: Submit, settings: Hl7Settings) -> None:
-        self._submit = submit
+    def __init__(self, store: Store, settings: Hl7Settings) -> None:
+        self._store = store
         self._settings = settings
         self._server: asyncio.Server | None = None
         self._connections = 0
@@ -100,8 +100,9 @@ class MllpServer:
                             peer: str) -> None:
         while True:
             try:
-                raw = await asyncio.wait_for(reader.read_frame(),
-                                             self._settings.idle_timeout_seconds)
+                # asyncio.timeout, not wait_for: wait_for wraps every read in a new task.
+                async with asyncio.timeout(self._settings.idle_timeout_seconds):
+                    raw = await reader.read_frame()
             except MessageTooLarge as exc:
                 # The oversized bytes are not stored (that is the point of the limit); the AR
                 # answers its MSH-10 and the connection stays usable for the next frame.
@@ -112,7 +113,7 @@ class MllpServer:
             except MllpFramingError as exc:
                 log.warning("mllp %s: not MLLP (%s); closing the connection", peer, exc)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.info("mllp %s: idle for %ss; closing", peer, self._settings.idle_timeout_seconds)
                 return
             except asyncio.IncompleteReadError:
@@ -126,9 +127,9 @@ class MllpServer:
             if reader.skipped_bytes:
                 log.warning("mllp %s: %d bytes of garbage before a start block discarded", peer,
                             reader.skipped_bytes)
-            # The future resolves only after the message's transaction committed.
+            # Returns only after the message's transaction committed.
             try:
-                outcome = await asyncio.wrap_future(self._submit(raw, peer))
+                outcome = await self._store(raw, peer)
             except Exception as exc:  # noqa: BLE001 - the store failed: no ACK may leave
                 log.error("mllp %s: message could not be stored (%s); no ACK sent, closing so "
                           "the sender resends", peer, exc)

@@ -4,22 +4,34 @@ SQLite has one writer and a durable commit (WAL, synchronous=FULL) costs an fsyn
 arrive together on several connections are stored and applied in one transaction, each in its
 own savepoint, and committed once; every ACK is released only after that commit returned, so
 "stored before acknowledged" holds for each message of the group.
+
+The work that needs no database (parsing, mapping, building the AA) is done by the submitting
+thread before the message is queued: it overlaps with the writer's statements and fsyncs,
+which release the GIL, instead of lengthening the writer's turn.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
+from collections import defaultdict
 from concurrent.futures import Future
+from typing import Union
 
-from broker.hl7.intake import Hl7Intake, Outcome
+from broker.hl7.intake import Hl7Intake, Outcome, Prepared
 
 log = logging.getLogger(__name__)
 _STOP = object()
+Waiter = Union["Future[Outcome]", "asyncio.Future[Outcome]"]
 
 
 class IntakeWriter:
-    """Serialises HL7 intake on one thread; `submit` returns a future of the Outcome."""
+    """Serialises HL7 intake on one thread.
+
+    `submit` (any thread) returns a concurrent future; `store` (on an event loop) is awaited.
+    Both resolve only after the message's transaction committed.
+    """
 
     def __init__(self, intake: Hl7Intake, max_group: int = 64) -> None:
         self._intake = intake
@@ -41,8 +53,14 @@ class IntakeWriter:
     def submit(self, raw: bytes, peer: str) -> Future[Outcome]:
         """Queue one message; the future resolves after its transaction committed."""
         future: Future[Outcome] = Future()
-        self._queue.put((raw, peer, future))
+        self._queue.put((self._intake.prepare(raw, peer), future))
         return future
+
+    async def store(self, raw: bytes, peer: str) -> Outcome:
+        """Store one message from an event loop; returns once its transaction committed."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._queue.put((self._intake.prepare(raw, peer), waiter))
+        return await waiter
 
     def _run(self) -> None:
         while True:
@@ -52,7 +70,7 @@ class IntakeWriter:
             if self._commit_group(item):
                 return
 
-    def _commit_group(self, first: tuple) -> bool:
+    def _commit_group(self, first: tuple[Prepared, Waiter]) -> bool:
         """Process `first` and whatever arrives meanwhile in one transaction, then commit.
 
         Messages that arrive while earlier ones are being applied join the open transaction, so
@@ -62,7 +80,7 @@ class IntakeWriter:
         group, outcomes, stopping = [first], [], False
         try:
             with self._intake.sessions.begin() as session:
-                outcomes.append(self._intake.process(session, first[0], first[1]))
+                outcomes.append(self._intake.process(session, first[0]))
                 while len(group) < self._max_group:
                     try:
                         item = self._queue.get_nowait()
@@ -72,18 +90,47 @@ class IntakeWriter:
                         stopping = True
                         break
                     group.append(item)
-                    outcomes.append(self._intake.process(session, item[0], item[1]))
+                    outcomes.append(self._intake.process(session, item[0]))
         except Exception:  # noqa: BLE001 - fall back to one transaction per message
             log.warning("hl7 group of %d failed to commit; storing one by one", len(group),
                         exc_info=True)
-            for raw, peer, future in group:
-                try:
-                    future.set_result(self._intake.receive(raw, peer))
-                except Exception as exc:  # noqa: BLE001 - the connection answers nothing
-                    log.exception("hl7 from %s: message could not be stored", peer)
-                    future.set_exception(exc)
+            _settle([(waiter, *self._store_alone(prepared)) for prepared, waiter in group])
             return stopping
         self.commits += 1
-        for (_, _, future), outcome in zip(group, outcomes):
-            future.set_result(outcome)  # only now, after the commit: stored before acknowledged
+        # Only now, after the commit: stored before acknowledged.
+        _settle([(waiter, outcome, None) for (_, waiter), outcome in zip(group, outcomes)])
         return stopping
+
+    def _store_alone(self, prepared: Prepared) -> tuple[Outcome | None, Exception | None]:
+        try:
+            return self._intake.store(prepared), None
+        except Exception as exc:  # noqa: BLE001 - the connection answers nothing
+            log.exception("hl7 from %s: message could not be stored", prepared.peer)
+            return None, exc
+
+
+def _settle(results: list[tuple[Waiter, Outcome | None, Exception | None]]) -> None:
+    """Resolve every waiter: concurrent futures at once, an event loop's in one wake-up."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
+    for waiter, outcome, exc in results:
+        if isinstance(waiter, asyncio.Future):
+            by_loop[waiter.get_loop()].append((waiter, outcome, exc))
+        elif exc is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(outcome)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # the loop was closed: nobody is waiting any more
+            log.info("hl7: %d outcomes for a closed event loop dropped", len(items))
+
+
+def _resolve(items: list) -> None:
+    for waiter, outcome, exc in items:
+        if waiter.done():  # the connection went away (its task was cancelled)
+            continue
+        if exc is not None:
+            waiter.set_exception(exc)
+        else:
+            waiter.set_result(outcome)

@@ -80,6 +80,9 @@ class SiteMappings:
     version_fields: dict[str, dict[str, tuple[Address, ...]]] = field(default_factory=dict)
     senders: dict[str, SenderOverride] = field(default_factory=dict)
     station_rules: tuple[StationRule, ...] = ()
+    # addresses() answers, per (name, version, sender override): asked ~17 times per order.
+    _resolved: dict[tuple, tuple[Any, tuple[Address, ...]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def sender(self, app: str, facility: str) -> SenderOverride | None:
         """The override for "APP|FACILITY", else for "APP", else None."""
@@ -87,6 +90,16 @@ class SiteMappings:
 
     def addresses(self, name: str, version: str, sender: SenderOverride | None) -> tuple[Address, ...]:
         """Where to read `name` for a message of `version` from `sender`."""
+        # Keyed by the override's identity; the entry holds the override, so that identity
+        # cannot be reused by another object while the entry exists.
+        key = (name, version, id(sender))
+        found = self._resolved.get(key)
+        if found is None or found[0] is not sender:
+            found = self._resolved[key] = (sender, self._addresses(name, version, sender))
+        return found[1]
+
+    def _addresses(self, name: str, version: str,
+                   sender: SenderOverride | None) -> tuple[Address, ...]:
         if sender is not None and name in sender.fields:
             return sender.fields[name]
         for key in (version, version[:3]):

@@ -16,56 +16,76 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
 
+class _Compiled:
+    """A statement compiled for one dialect, with what binding its values needs."""
+
+    def __init__(self, sql: str, names: list[str] | None, processors: dict[str, Any],
+                 literals: dict[str, Any]) -> None:
+        self.sql = sql
+        self.names = names                # positional parameter order; None for named styles
+        self.processors = processors      # type conversions (DateTime, JSON) by name
+        self.literals = literals          # values fixed in the statement itself
+        # By position: the list is built in order, then only typed slots are converted.
+        self.processed = [(i, processors[n]) for i, n in enumerate(names or ()) if n in processors]
+
+
 class FastStatement:
     """A Core statement executed on the raw cursor of the session's connection."""
 
     def __init__(self, statement: ClauseElement, keys: Iterable[str] | None = None) -> None:
         self._statement = statement
         self._keys = list(keys) if keys is not None else None
-        self._compiled: dict[str, tuple] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _for(self, dialect: Any) -> tuple:
+    def _for(self, dialect: Any) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self._statement.compile(dialect=dialect, column_keys=self._keys)
             literals = {name: bind.value for name, bind in compiled.binds.items()
                         if bind.value is not None and not bind.expanding}
-            found = (compiled.string, compiled.positiontup, dict(compiled._bind_processors),
-                     literals)
+            found = _Compiled(compiled.string, compiled.positiontup,
+                              dict(compiled._bind_processors), literals)
             self._compiled[dialect.name] = found
         return found
 
-    def _values(self, sql: tuple, params: dict[str, Any]) -> Any:
-        _, names, processors, literals = sql
-        values = {**literals, **params}
-        for name, process in processors.items():
-            if name in values and values[name] is not None:
-                values[name] = process(values[name])
-        return [values[name] for name in names] if names is not None else values
+    @staticmethod
+    def _values(sql: _Compiled, params: dict[str, Any]) -> Any:
+        if sql.names is None:  # a named paramstyle (psycopg): a dict
+            values = {**sql.literals, **params}
+            for name, process in sql.processors.items():
+                if values.get(name) is not None:
+                    values[name] = process(values[name])
+            return values
+        literals = sql.literals
+        values = [params[name] if name in params else literals[name] for name in sql.names]
+        for index, process in sql.processed:
+            if values[index] is not None:
+                values[index] = process(values[index])
+        return values
 
     def execute(self, session: Session, params: dict[str, Any]) -> Any:
         """Run with `params`; returns the DBAPI cursor (fetchone / fetchall)."""
-        conn = _connection(session)
+        conn, dbapi = _bound(session)
         sql = self._for(conn.dialect)
-        cursor = conn.connection.cursor()
+        cursor = dbapi.cursor()
         values = self._values(sql, params)
         try:
-            cursor.execute(sql[0], values)
+            cursor.execute(sql.sql, values)
         except conn.dialect.dbapi.Error as exc:
             cursor.close()
-            raise _translated(sql[0], values, exc, conn) from exc
+            raise _translated(sql.sql, values, exc, conn) from exc
         return cursor
 
     def executemany(self, session: Session, rows: list[dict[str, Any]]) -> None:
         """Run once per parameter set."""
-        conn = _connection(session)
+        conn, dbapi = _bound(session)
         sql = self._for(conn.dialect)
-        cursor = conn.connection.cursor()
+        cursor = dbapi.cursor()
         values = [self._values(sql, row) for row in rows]
         try:
-            cursor.executemany(sql[0], values)
+            cursor.executemany(sql.sql, values)
         except conn.dialect.dbapi.Error as exc:
-            raise _translated(sql[0], values, exc, conn) from exc
+            raise _translated(sql.sql, values, exc, conn) from exc
         finally:
             cursor.close()
 
@@ -100,13 +120,20 @@ def _translated(sql: str, values: Any, exc: Exception, conn: Any) -> Exception:
 
 def _connection(session: Session) -> Any:
     """The session's connection in its current transaction (looked up once per transaction)."""
+    return _bound(session)[0]
+
+
+def _bound(session: Session) -> tuple[Any, Any]:
+    """(SQLAlchemy connection, DBAPI connection) of the session's current transaction."""
     transaction = session.get_transaction()
     cached = session.info.get("fastsql.connection")
     if cached is not None and cached[0] is transaction and transaction is not None:
         return cached[1]
     conn = session.connection()
-    session.info["fastsql.connection"] = (session.get_transaction(), conn)
-    return conn
+    # The driver's own connection: its cursors skip the pool proxy's bookkeeping.
+    bound = (conn, conn.connection.dbapi_connection)
+    session.info["fastsql.connection"] = (session.get_transaction(), bound)
+    return bound
 
 
 @contextmanager

@@ -37,6 +37,10 @@ FIND_MESSAGE = FastStatement(select(_msg.c.id, _msg.c.status, _msg.c.ack).where(
 FINISH_MESSAGE = FastStatement(update(_msg).where(_msg.c.id == bindparam("b_id")).values(
     status=bindparam("b_status"), error=bindparam("b_error"), ack=bindparam("b_ack"),
     processed_at=bindparam("b_at"), attempts=_msg.c.attempts + 1))
+# A fresh message is inserted as PROCESSED with its AA; one that fails is corrected in the
+# same transaction (its attempt is the one already counted).
+CORRECT_MESSAGE = FastStatement(update(_msg).where(_msg.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), error=bindparam("b_error"), ack=bindparam("b_ack")))
 _CONFLICT = FastStatement(select(_order.c.placer_order_number, _order.c.accession_number).where(or_(
     and_(_order.c.placer_order_number == bindparam("b_placer"),
          _order.c.placer_issuer == bindparam("b_placer_issuer")),

@@ -232,7 +232,7 @@ def test_concurrent_copy_of_a_message_is_answered_as_a_resend(postgres):
     raw = orm("SAME1", "NW")
     session = sessions()
     session.begin()
-    first = first_intake.process(session, raw, "a")     # inserted, not committed yet
+    first = first_intake.process(session, first_intake.prepare(raw, "a"))  # not committed yet
     results = []
     thread = threading.Thread(target=lambda: results.append(second_intake.receive(raw, "b")))
     thread.start()

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import local_now, utcnow
@@ -152,13 +151,8 @@ class Hl7Intake:
 
     def store(self, item: Prepared) -> Outcome:
         """`process` in a transaction of its own."""
-        try:
-            with self._sessions.begin() as session:
-                return self.process(session, item)
-        except IntegrityError:
-            # A concurrent copy of the same (sender, control id) committed first: a resend.
-            with self._sessions.begin() as session:
-                return self.process(session, item)
+        with self._sessions.begin() as session:
+            return self.process(session, item)
 
     def process(self, session: Session, item: Prepared) -> Outcome:
         """Store and apply one prepared message inside the caller's transaction (the caller commits)."""
@@ -169,19 +163,11 @@ class Hl7Intake:
             log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id,
                         item.unreadable)
             return Outcome("REJECTED", ack_bytes, message_id)
-        if msg.control_id:
-            previous = FIND_MESSAGE.first(session, {
-                "b_channel": CHANNEL, "b_sender": msg.sender, "b_control_id": msg.control_id})
-            if previous is not None:
-                previous_id, previous_status, previous_ack = previous
-                log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
-                         peer, msg.control_id, previous_id)
-                return Outcome(previous_status, bytes(previous_ack) if previous_ack else
-                               ack.build_ack(ack.AckHeader.of(msg), "AA"), previous_id,
-                               duplicate=True)
         # Stored as it will most often end, with its AA: a message that fails is corrected
         # below, in the same transaction, so no reader ever sees the first version.
         message_id = self._insert(session, item, "PROCESSED", "", item.accept_ack)
+        if message_id is None:
+            return self._resend(session, item)
         status, text, error = self._apply(session, message_id, item)
         if status == "PROCESSED" and item.accept_ack:
             ack_bytes = item.accept_ack
@@ -191,6 +177,17 @@ class Hl7Intake:
                                           "b_error": text, "b_ack": ack_bytes})
         self._log(item, message_id, status, text)
         return Outcome(status, ack_bytes, message_id)
+
+    @staticmethod
+    def _resend(session: Session, item: Prepared) -> Outcome:
+        """The outcome of the stored copy of a message sent again: it is not applied twice."""
+        msg = item.msg
+        previous_id, previous_status, previous_ack = FIND_MESSAGE.first(session, {
+            "b_channel": CHANNEL, "b_sender": msg.sender, "b_control_id": msg.control_id})
+        log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
+                 item.peer, msg.control_id, previous_id)
+        return Outcome(previous_status, bytes(previous_ack) if previous_ack else
+                       ack.build_ack(ack.AckHeader.of(msg), "AA"), previous_id, duplicate=True)
 
     def reprocess(self, message_id: int) -> Outcome:
         """Apply a stored message again (after a fix to data or mappings)."""
@@ -260,7 +257,8 @@ class Hl7Intake:
 
     @staticmethod
     def _insert(session: Session, item: Prepared, status: str, error: str,
-                ack_bytes: bytes | None) -> int:
+                ack_bytes: bytes | None) -> int | None:
+        """The new row's id; None when a copy (same sender and control id) is stored already."""
         msg, now = item.msg, utcnow()
         return INSERT_MESSAGE.scalar(session, dict(
             channel=CHANNEL, sender=msg.sender if msg else "",

@@ -9,8 +9,11 @@ Every parameter must be given: column defaults are not applied here.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator
 
+from sqlalchemy import DateTime
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -32,7 +35,10 @@ class _Compiled:
 class FastStatement:
     """A Core statement executed on the raw cursor of the session's connection."""
 
-    def __init__(self, statement: ClauseElement, keys: Iterable[str] | None = None) -> None:
+    def __init__(self, statement: ClauseElement | Callable[[str], ClauseElement],
+                 keys: Iterable[str] | None = None) -> None:
+        """`statement`, or a function of the dialect name giving it (for dialect-specific SQL
+        such as INSERT .. ON CONFLICT)."""
         self._statement = statement
         self._keys = list(keys) if keys is not None else None
         self._compiled: dict[str, _Compiled] = {}
@@ -40,11 +46,15 @@ class FastStatement:
     def _for(self, dialect: Any) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            compiled = self._statement.compile(dialect=dialect, column_keys=self._keys)
+            statement = self._statement
+            if not isinstance(statement, ClauseElement):
+                statement = statement(dialect.name)
+            compiled = statement.compile(dialect=dialect, column_keys=self._keys)
             literals = {name: bind.value for name, bind in compiled.binds.items()
                         if bind.value is not None and not bind.expanding}
-            found = _Compiled(compiled.string, compiled.positiontup,
-                              dict(compiled._bind_processors), literals)
+            processors = {name: _faster(compiled.binds[name].type, dialect, process)
+                          for name, process in compiled._bind_processors.items()}
+            found = _Compiled(compiled.string, compiled.positiontup, processors, literals)
             self._compiled[dialect.name] = found
         return found
 
@@ -109,6 +119,22 @@ class FastStatement:
         row = cursor.fetchone()
         cursor.close()
         return row
+
+
+def _faster(kind: Any, dialect: Any, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's DateTime processor fills a %-format from a dict (~3 us a value); isoformat
+    writes the same text (YYYY-MM-DD HH:MM:SS.ffffff) for a naive datetime in a third of that."""
+    if dialect.name != "sqlite" or not isinstance(kind, DateTime):
+        return process
+    impl = kind.dialect_impl(dialect)
+    if not isinstance(impl, SQLITE_DATETIME) or impl._storage_format != SQLITE_DATETIME._storage_format:
+        return process
+
+    def iso(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return process(value)
+    return iso
 
 
 def _translated(sql: str, values: Any, exc: Exception, conn: Any) -> Exception:

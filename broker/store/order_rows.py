@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Callable
 
 from sqlalchemy import bindparam, insert, or_, and_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from broker.clock import utcnow
@@ -30,7 +32,20 @@ _patient = Patient.__table__
 
 _MESSAGE_KEYS = ("channel", "sender", "control_id", "message_type", "peer", "raw", "received_at",
                  "status", "error", "ack", "processed_at", "attempts")
-INSERT_MESSAGE = FastStatement(insert(_msg).returning(_msg.c.id), _MESSAGE_KEYS)
+
+
+def _insert_new_message(dialect: str):
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id: no row back means a copy with the same
+    (channel, sender, control id) is stored already -- the resend check and the insert in one
+    statement, which also waits out a concurrent copy instead of failing on it."""
+    build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
+    if build is None:
+        raise NotImplementedError(f"inbound messages on {dialect} are not supported")
+    return (build(_msg).on_conflict_do_nothing(index_elements=["channel", "sender", "control_id"])
+            .returning(_msg.c.id))
+
+
+INSERT_MESSAGE = FastStatement(_insert_new_message, _MESSAGE_KEYS)
 FIND_MESSAGE = FastStatement(select(_msg.c.id, _msg.c.status, _msg.c.ack).where(
     _msg.c.channel == bindparam("b_channel"), _msg.c.sender == bindparam("b_sender"),
     _msg.c.control_id == bindparam("b_control_id")))

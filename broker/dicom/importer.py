@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
 )
+from broker.domain.schedule import scheduled_end
 from broker.store.orders import OrderConflict, create_order
 
 log = logging.getLogger(__name__)
@@ -143,14 +144,21 @@ def _step(sps: Dataset, number: int) -> StepRequest:
     titles = [titles] if isinstance(titles, str) else list(titles)
     protocol = tuple((_text(c, "CodeValue"), _text(c, "CodingSchemeDesignator"),
                       _text(c, "CodeMeaning")) for c in sps.get("ScheduledProtocolCodeSequence") or [])
+    start = start_datetime(_text(sps, "ScheduledProcedureStepStartDate"),
+                           _text(sps, "ScheduledProcedureStepStartTime"))
+    # The file's own end (no procedure table applies to an imported item). A date without a
+    # time is no instant to store: like an end before the start, it is served from extra as
+    # the file has it.
+    end_time = _text(sps, "ScheduledProcedureStepEndTime")
+    end = scheduled_end(start, start_datetime(_text(sps, "ScheduledProcedureStepEndDate"),
+                                              end_time) if end_time else None)
     return StepRequest(
         step_id=_text(sps, "ScheduledProcedureStepID") or str(number),
         modality=_text(sps, "Modality").upper(),
         station_ae_titles=tuple(t.strip() for t in titles if str(t).strip()),
         station_name=_text(sps, "ScheduledStationName"),
         location=_text(sps, "ScheduledProcedureStepLocation"),
-        start=start_datetime(_text(sps, "ScheduledProcedureStepStartDate"),
-                             _text(sps, "ScheduledProcedureStepStartTime")),
+        start=start, end=end,
         performing_physician=str(sps.get("ScheduledPerformingPhysicianName", "") or ""),
         description=_text(sps, "ScheduledProcedureStepDescription")[:64],
         protocol_codes=protocol)

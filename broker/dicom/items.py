@@ -3,6 +3,8 @@
 Every requested key comes back, zero length when the broker does not know it (Type 2
 semantics, C.2.2.1.1). Attributes an imported worklist file carried without a column of their
 own come from scheduled_step.extra (DICOM JSON), parsed only when a query asks for one.
+Type 3 keys with a column (the step's end) are values only when known, so an unknown one falls
+through to the imported file like any other attribute.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from pydicom.tag import Tag
 from broker.dicom.encoding import TEXT_VRS, encode_value
 
 SPS = "ScheduledProcedureStepSequence"
+# PS3.4 Table K.6-1 Type 3 return keys the store has a column for.
+_SPS_END = ("ScheduledProcedureStepEndDate", "ScheduledProcedureStepEndTime")
 _TEXT_VRS = TEXT_VRS
 _SKIP = {"SpecificCharacterSet", "QueryRetrieveLevel"}
 
@@ -45,7 +49,7 @@ def _top_values(row: Mapping[str, Any]) -> dict[str, Any]:
 def _sps_values(row: Mapping[str, Any]) -> dict[str, Any]:
     start = row["start_at"]
     titles = row["station_ae_title"].split("\\") if row["station_ae_title"] else []
-    return {
+    values = {
         "Modality": row["modality"],
         "ScheduledStationAETitle": titles if len(titles) > 1 else (titles[0] if titles else ""),
         "ScheduledStationName": row["station_name"],
@@ -58,6 +62,12 @@ def _sps_values(row: Mapping[str, Any]) -> dict[str, Any]:
         "ScheduledProcedureStepStatus": row["status"],
         "ScheduledProtocolCodeSequence": [_code(*c[:3]) for c in (row["protocol_codes"] or [])],
     }
+    end = row["end_at"]
+    if end is not None:
+        # Type 3: only here when known. A zero-item SPS key asks for "the entire Sequence of
+        # Items" (C.2.2.2.6), which then carries it; a named key gets it, or zero length.
+        values[_SPS_END[0]], values[_SPS_END[1]] = end.strftime("%Y%m%d"), end.strftime("%H%M%S")
+    return values
 
 
 def _code(value: str, scheme: str, meaning: str) -> dict[str, str]:

@@ -64,6 +64,7 @@ class StepRequest:
     station_name: str = ""
     location: str = ""
     start: datetime | None = None
+    end: datetime | None = None  # Scheduled Procedure Step End Date/Time; None when unknown
     performing_physician: str = ""
     description: str = ""
     protocol_codes: tuple[tuple[str, str, str], ...] = ()  # (value, scheme, meaning)

@@ -1,7 +1,7 @@
 """Order messages (ORM^O01 v2.3.1/v2.4, OMI^O23 v2.5.1, OMG^O19) read into OrderRequests.
 
 Each value is read where mappings/hl7_fields.toml (and the sender's override) says, following
-IHE RAD TF-2 4.4: OBR-18/19/20/24 and ZDS-1 in v2.3.1, IPC-1..9 and TQ1-7/9 in v2.5.1.
+IHE RAD TF-2 4.4: OBR-18/19/20/24 and ZDS-1 in v2.3.1, IPC-1..9 and TQ1-7/8/9 in v2.5.1.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import datetime
 from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, ProcedureRequest, StepRequest,
 )
+from broker.domain.schedule import scheduled_end
 from broker.hl7.fields import (
     FieldError, cx_list, dicom_priority, dicom_sex, parse_date, parse_ts, xcn_as_pn, xpn,
 )
@@ -170,14 +171,15 @@ def _procedures(reader: OrderReader, group: OrderGroup, accession: str, placer: 
     code, meaning, scheme = _coded(reader, group)
     definition = reader.mappings.procedures.get(code, ProcedureDefinition(code=code))
     description = meaning or definition.meaning
-    start = _start_time(reader, group)
+    start = _time(reader, group, "start")
+    end = scheduled_end(start, _time(reader, group, "end"), definition.duration_minutes)
     by_id: dict[str, list[StepRequest]] = {}
     uids: dict[str, str] = {}
     for ipc in (group.ipcs or [None]):
         value = lambda name: reader.value(name, group, ipc)  # noqa: E731
         procedure_id = (value("requested_procedure_id") or accession or placer)[:16]
         by_id.setdefault(procedure_id, []).append(_step(reader, group, ipc, procedure_id,
-                                                        definition, description, start))
+                                                        definition, description, (start, end)))
         uids.setdefault(procedure_id, value("study_instance_uid"))
     return tuple(ProcedureRequest(
         procedure_id=pid, code_value=code, code_scheme=scheme, code_meaning=description[:64],
@@ -198,7 +200,7 @@ def _coded(reader: OrderReader, group: OrderGroup) -> tuple[str, str, str]:
 
 def _step(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, procedure_id: str,
           definition: ProcedureDefinition, description: str,
-          start: datetime | None) -> StepRequest:
+          when: tuple[datetime | None, datetime | None]) -> StepRequest:
     value = lambda name: reader.value(name, group, ipc)  # noqa: E731
     modality = value("modality") or definition.modality
     location = value("location")
@@ -209,7 +211,7 @@ def _step(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, procedu
     return StepRequest(
         step_id=(value("step_id") or procedure_id)[:16], modality=modality[:16],
         station_ae_titles=titles, station_name=station_name[:64], location=location[:64],
-        start=start, performing_physician=value("performing_physician"),
+        start=when[0], end=when[1], performing_physician=value("performing_physician"),
         # IHE RAD TF-2 4.4: with IPC, the protocol (IPC-6) describes this step.
         description=((protocol_codes[0][2] if protocol_codes else "") or description)[:64],
         protocol_codes=protocol_codes)
@@ -230,8 +232,9 @@ def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, moda
     return definition.station_ae_titles, name or definition.station_name
 
 
-def _start_time(reader: OrderReader, group: OrderGroup) -> datetime | None:
-    for address in reader.mappings.addresses("start", reader.msg.version, reader.sender):
+def _time(reader: OrderReader, group: OrderGroup, name: str) -> datetime | None:
+    """The order group's `name` ("start" or "end") date/time, from the first mapped address."""
+    for address in reader.mappings.addresses(name, reader.msg.version, reader.sender):
         value = reader._read(address, group, group.ipcs[0] if group.ipcs else None, False)
         if value:
             return parse_ts(value, str(address))

@@ -17,7 +17,7 @@ class ProcedureDefinition:
     modality: str = ""
     station_ae_titles: tuple[str, ...] = ()
     station_name: str = ""
-    duration_minutes: int = 0
+    duration_minutes: int = 0  # 0: unknown; else a step's end is its start plus this
 
 
 _FIELDS = {"meaning": str, "modality": str, "station_ae_titles": list, "station_name": str,
@@ -47,6 +47,8 @@ def load_procedures(path: Path) -> dict[str, ProcedureDefinition]:
         for title in titles:
             if not isinstance(title, str) or not 0 < len(title) <= 16 or "\\" in title:
                 raise MappingError(f"{where}: procedure {code!r}: bad station AE title {title!r}")
+        if entry.get("duration_minutes", 0) < 0:
+            raise MappingError(f"{where}: procedure {code!r}: duration_minutes must not be negative")
         modality = entry.get("modality", "")
         if len(modality) > 16:
             raise MappingError(f"{where}: procedure {code!r}: modality longer than 16 characters")

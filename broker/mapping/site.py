@@ -21,7 +21,7 @@ from broker.mapping.procedures import MappingError, ProcedureDefinition, load_pr
 # The values an order mapping yields; each is read from the first non-empty address.
 ORDER_FIELDS = (
     "placer_order_number", "filler_order_number", "accession_number", "requested_procedure_id",
-    "step_id", "modality", "study_instance_uid", "start", "priority", "procedure_code",
+    "step_id", "modality", "study_instance_uid", "start", "end", "priority", "procedure_code",
     "referring_physician", "reason", "location", "performing_physician", "station_ae_title",
     "station_name", "protocol_code",
 )

@@ -155,6 +155,8 @@ class ScheduledStep(Base):
     station_name: Mapped[str] = mapped_column(String(64), default="")
     location: Mapped[str] = mapped_column(String(64), default="")
     start_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # Shown to the modality (Scheduled Procedure Step End Date/Time), never searched: no index.
+    end_at: Mapped[datetime | None] = mapped_column(DateTime)
     performing_physician: Mapped[str] = mapped_column(String(324), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     protocol_codes: Mapped[list[Any]] = mapped_column(default=list)

@@ -70,8 +70,8 @@ _INSERT_PROC = FastStatement(insert(_proc).returning(_proc.c.id), (
     "order_id", "procedure_id", "code_value", "code_scheme", "code_meaning", "study_instance_uid"))
 _INSERT_STEP = FastStatement(insert(_step).returning(_step.c.id), (
     "requested_procedure_id", "step_id", "modality", "station_ae_title", "station_name",
-    "location", "start_at", "performing_physician", "description", "protocol_codes", "status",
-    "extra", "created_at", "updated_at"))
+    "location", "start_at", "end_at", "performing_physician", "description", "protocol_codes",
+    "status", "extra", "created_at", "updated_at"))
 _INSERT_STATION = FastStatement(insert(_station), ("step_id", "ae_title"))
 # All identifiers of the patient holding the record's first identifier, with its demographics.
 _holder = (select(_ident.c.patient_id).where(_ident.c.value == bindparam("b_value"),
@@ -155,6 +155,7 @@ def insert_order(session: Session, request: OrderRequest, patient_id: int,
                 requested_procedure_id=proc_id, step_id=step.step_id, modality=step.modality,
                 station_ae_title="\\".join(step.station_ae_titles),
                 station_name=step.station_name, location=step.location, start_at=step.start,
+                end_at=step.end,
                 performing_physician=step.performing_physician, description=step.description,
                 protocol_codes=[list(c) for c in step.protocol_codes], status="SCHEDULED",
                 extra={}, created_at=now, updated_at=now))

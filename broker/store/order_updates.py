@@ -98,7 +98,12 @@ def _update_step(procedure: RequestedProcedure, row: ScheduledStep | None,
     row.modality, row.station_name, row.location = step.modality, step.station_name, step.location
     row.station_ae_title = "\\".join(step.station_ae_titles)
     row.stations = [StepStationAE(ae_title=t) for t in dict.fromkeys(step.station_ae_titles)]
-    row.start_at = step.start or row.start_at
+    if step.start is not None:
+        # The request's end was worked out for its start (sent, or start + duration): a moved
+        # start takes its end along, and an old end never outlives the start it belonged to.
+        row.start_at, row.end_at = step.start, step.end
+    elif step.end is not None:
+        row.end_at = step.end
     row.performing_physician, row.description = step.performing_physician, step.description
     row.protocol_codes = [list(c) for c in step.protocol_codes]
 

@@ -30,6 +30,8 @@ STEPS = {
            datetime(2026, 11, 26, 7, 0), "READY", ""),
 }
 SERVED = {"S1", "S2", "S3", "S5", "S6"}
+# Scheduled ends (Type 3 on the worklist); the other steps have none.
+ENDS = {"S1": datetime(2026, 11, 24, 10, 5)}
 
 
 def seed(session: Session) -> None:
@@ -42,7 +44,7 @@ def seed(session: Session) -> None:
                                 name=PersonName(family, given, ideographic=ideo, phonetic=phon),
                                 birth_date=birth, sex=sex)
         step = StepRequest(step_id=step_id, modality=modality, station_ae_titles=stations,
-                           start=start, performing_physician=performer,
+                           start=start, end=ENDS.get(step_id), performing_physician=performer,
                            description=f"{modality} exam {step_id}")
         create_order(session, OrderRequest(
             patient=patient, placer_order_number=f"PL{next(numbers)}", accession_number=acc,

@@ -241,3 +241,29 @@ def test_c_cancel_stops_the_replies_with_status_cancel(tmp_path):
         assert statuses == [0xFF00, 0xFE00]
     finally:
         broker.stop()
+
+
+def test_step_end_is_returned_when_asked_and_zero_length_when_unknown(mwl):
+    keys = ["PatientID", f"{SPS}.ScheduledProcedureStepEndDate",
+            f"{SPS}.ScheduledProcedureStepEndTime", f"{SPS}.Modality=MR\\CT"]
+    ends = {i.PatientID: (i.ScheduledProcedureStepSequence[0].ScheduledProcedureStepEndDate,
+                          i.ScheduledProcedureStepSequence[0].ScheduledProcedureStepEndTime)
+            for i in findscu(mwl.listeners.dicom[1], keys)}
+    assert ends == {"P1": ("20261124", "100500"), "P2": ("", ""), "P3": ("", ""),
+                    "P5": ("", ""), "P6": ("", "")}
+    asked_other = findscu(mwl.listeners.dicom[1], ["PatientID=P1", f"{SPS}.Modality"])
+    assert "ScheduledProcedureStepEndDate" not in asked_other[0].ScheduledProcedureStepSequence[0]
+
+
+def test_zero_item_step_sequence_carries_the_end_only_where_known(mwl):
+    # C.2.2.2.6: an empty SPS item asks for the entire sequence; a Type 3 key the broker has
+    # no value for is left out rather than sent empty.
+    query = Dataset()
+    query.PatientID = ""
+    query.ScheduledProcedureStepSequence = [Dataset()]
+    answers = {ds.PatientID: ds.ScheduledProcedureStepSequence[0]
+               for status, ds in scu_find(mwl.listeners.dicom[1], query) if status == 0xFF00}
+    assert (answers["P1"].ScheduledProcedureStepEndDate,
+            answers["P1"].ScheduledProcedureStepEndTime) == ("20261124", "100500")
+    assert "ScheduledProcedureStepEndDate" not in answers["P2"]
+    assert answers["P2"].ScheduledProcedureStepStartTime == "140000"

@@ -4,11 +4,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
+import pytest
+from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 
 from broker.cli import main
+from broker.dicom.importer import order_request
 from broker.service import Broker
 from broker.store.models import Order, Patient, ScheduledStep
 from tests.conftest import make_test_settings
@@ -105,5 +109,33 @@ def test_files_made_by_dcmtk_dump2dcm_import_and_answer(tmp_path, monkeypatch, c
             "Schädel nativ"
         bare = findscu(port, ["PatientID=DUMP02", "AccessionNumber", f"{SPS}.Modality"])
         assert bare[0].ScheduledProcedureStepSequence[0].Modality == "CR"
+        # (0040,0004/0005) of the file land in scheduled_step.end_at and are served from it.
+        with broker.sessions() as session:
+            ends = dict(session.execute(select(ScheduledStep.step_id, ScheduledStep.end_at)).all())
+        assert ends == {"DSPS01": datetime(1996, 2, 3, 8, 15), "1": None}
+        end_keys = [f"{SPS}.ScheduledProcedureStepEndDate", f"{SPS}.ScheduledProcedureStepEndTime"]
+        for patient, expected in (("DUMP01", ("19960203", "081500")), ("DUMP02", ("", ""))):
+            sps = findscu(port, [f"PatientID={patient}", *end_keys])[0].ScheduledProcedureStepSequence[0]
+            assert (sps.ScheduledProcedureStepEndDate, sps.ScheduledProcedureStepEndTime) == expected
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize("end_date, end_time, expected", [
+    ("20261124", "1145", datetime(2026, 11, 24, 11, 45)),
+    ("20261125", "013000.5", datetime(2026, 11, 25, 1, 30)),   # past midnight, fraction dropped
+    ("", "", None),
+    ("20261124", "", None),        # a date alone is no instant: served from the file as it is
+    ("20261124", "0900", None),    # before the 10:15 start: not this step's end
+])
+def test_imported_step_end(end_date, end_time, expected):
+    sps = Dataset()
+    sps.ScheduledProcedureStepStartDate, sps.ScheduledProcedureStepStartTime = "20261124", "101500"
+    if end_date:
+        sps.ScheduledProcedureStepEndDate = end_date
+    if end_time:
+        sps.ScheduledProcedureStepEndTime = end_time
+    ds = Dataset()
+    ds.PatientID, ds.ScheduledProcedureStepSequence = "X1", [sps]
+    [step] = order_request(ds, Path("x.wl")).procedures[0].steps
+    assert step.end == expected

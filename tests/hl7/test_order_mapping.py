@@ -67,3 +67,48 @@ def test_pid3_repetitions(pid3, issuer, default, expected):
 def test_hl7_settings_are_validated(env, words):
     with pytest.raises(ConfigError, match=words):
         load_settings(path=None, environ=env, default_file=None)
+
+
+OMI = ("MSH|^~\\&|AGFA|WEST|BROKER|RAD|20261123080000||OMI^O23^OMI_O23|W1|P|2.5.1\r"
+       "PID|1||W1^^^WEST^MR||Doe^Jane||19800101|F\r"
+       "ORC|NW|P9^AGFA|||SC\r"
+       "TQ1|1||||||{start}|{end}|R\r"
+       "OBR|1|P9^AGFA||{code}^Procedure^L|||||||||||||||||||||||||||||||||||||||{code}^Procedure^L\r"
+       "IPC|ACC9|RP9|1.2.3.9|SPS9|CT")
+
+
+def _steps(raw: str):
+    msg = parse(raw.encode())
+    [(_, order)] = read_orders(msg, order_groups(msg), MAPPINGS, OrderPolicy())
+    return [s for p in order.procedures for s in p.steps]
+
+
+@pytest.mark.parametrize("start, end, code, expected", [
+    ("202611241230", "", "CTCHEST", "2026-11-24 12:50"),            # procedures.toml: 20 minutes
+    ("202611241230", "202611241315", "CTCHEST", "2026-11-24 13:15"),  # TQ1-8 wins
+    ("202611241230", "20261124131500", "UNKNOWN", "2026-11-24 13:15"),  # sent, no table entry
+    ("202611241230", "", "UNKNOWN", None),                          # no duration: no end
+    ("", "", "CTCHEST", None),                                      # no start: nothing to add to
+    ("202611241230", "202611241200", "CTCHEST", "2026-11-24 12:50"),  # end before start: duration
+])
+def test_v251_step_end_from_tq1_8_or_procedure_duration(start, end, code, expected):
+    [step] = _steps(OMI.format(start=start, end=end, code=code))
+    assert (step.end.strftime("%Y-%m-%d %H:%M") if step.end else None) == expected
+
+
+@pytest.mark.parametrize("orc7, code, expected", [
+    ("^^^202611241000^^R", "CTHEAD", "2026-11-24 10:15"),                 # 15 minutes
+    ("^^^202611241000^202611241040^R", "CTHEAD", "2026-11-24 10:40"),     # ORC-7.5 wins
+    ("^^^202611241000^^R", "NOSUCH", None),
+])
+def test_v231_step_end_from_orc_7_5_or_procedure_duration(orc7, code, expected):
+    raw = ORM.format(pid3="1^^^HOSP", acc="ACC1", zds="").replace(
+        "^^^202611241000^^R", orc7).replace("CTHEAD^CT head", f"{code}^CT head")
+    [step] = _steps(raw)
+    assert step.start.strftime("%H:%M") == "10:00"
+    assert (step.end.strftime("%Y-%m-%d %H:%M") if step.end else None) == expected
+
+
+def test_malformed_tq1_8_is_refused_naming_the_field():
+    with pytest.raises(FieldError, match="TQ1-8"):
+        _steps(OMI.format(start="202611241230", end="20261199", code="CTCHEST"))

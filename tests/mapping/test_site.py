@@ -25,6 +25,9 @@ def test_shipped_mappings_load():
     assert [str(a) for a in mappings.addresses("accession_number", "2.3.1", None)] == ["OBR-18"]
     assert [str(a) for a in mappings.addresses("accession_number", "2.5.1", None)] == [
         "IPC-1", "OBR-18"]
+    assert [str(a) for a in mappings.addresses("end", "2.5.1", None)] == [
+        "TQ1-8", "ORC-7.5", "OBR-27.5"]
+    assert mappings.procedures["CTHEAD"].duration_minutes == 15
     override = mappings.sender("EPIC", "NORTHGEN")
     assert [str(a) for a in mappings.addresses("accession_number", "2.3.1", override)] == [
         "OBR-18", "ORC-3"]
@@ -55,6 +58,7 @@ BAD_FILES = [
     ("stations.toml", '[[rule]]\nstation_ae_titles = ["CT1"]\n', 1, "matches nothing"),
     ("stations.toml", '[[rule]]\nmodality = "CT"\nroom = "1"\n', 1, "unknown key"),
     ("procedures.toml", '[procedures.X]\nmodality = 3\n', 1, "modality must be str"),
+    ("procedures.toml", '# c\n[procedures.X]\nduration_minutes = -5\n', 2, "must not be negative"),
 ]
 
 

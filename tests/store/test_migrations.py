@@ -44,3 +44,25 @@ def test_schema_matches_models(engine):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_0008_adds_a_nullable_step_end_and_downgrades_cleanly(database_url):
+    from alembic import command
+
+    from broker.store.db import make_engine
+    from broker.store.migrate import alembic_config
+    engine = make_engine(database_url)
+    try:
+        columns = lambda: {c["name"]: c for c in inspect(engine).get_columns("scheduled_step")}  # noqa: E731
+        upgrade(engine, "0007")
+        assert "end_at" not in columns()
+        upgrade(engine)
+        assert columns()["end_at"]["nullable"]
+        command.downgrade(alembic_config(engine), "0007")
+        assert "end_at" not in columns()
+        assert {"ix_scheduled_step_modality_start", "ix_scheduled_step_status_start"} <= {
+            ix["name"] for ix in inspect(engine).get_indexes("scheduled_step")}
+        upgrade(engine)
+        assert current_revision(engine) == "0008"
+    finally:
+        engine.dispose()

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -7,6 +8,7 @@ from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
 )
 from broker.store.models import Patient, PatientIdentifier, ScheduledStep, StepStationAE
+from broker.store.order_updates import change_order, existing_order
 from broker.store.orders import OrderConflict, create_order
 from broker.store.patients import upsert_patient
 
@@ -88,3 +90,44 @@ def test_station_rows_are_searchable(sessions):
     with sessions() as session:
         rows = session.scalars(select(StepStationAE.step_id).where(StepStationAE.ae_title == "CT2")).all()
         assert len(rows) == 1
+
+
+def _timed(start, end, placer="P1"):
+    """_request() with one step scheduled from `start` to `end`."""
+    request = _request(placer=placer)
+    [proc] = request.procedures
+    step = replace(proc.steps[0], start=start, end=end)
+    return replace(request, procedures=(replace(proc, steps=(step,)),))
+
+
+def _stored_times(sessions):
+    with sessions() as session:
+        return session.execute(select(ScheduledStep.start_at, ScheduledStep.end_at)).one()
+
+
+@pytest.mark.parametrize("end", [datetime(2026, 11, 23, 9, 20), None])
+def test_step_end_is_stored_on_insert(sessions, end):
+    with sessions.begin() as session:
+        create_order(session, _timed(datetime(2026, 11, 23, 9, 0), end), lambda: next(UIDS))
+    assert tuple(_stored_times(sessions)) == (datetime(2026, 11, 23, 9, 0), end)
+
+
+# (start, end) of the XO's step -> (start_at, end_at) stored afterwards; the NW was 09:00-09:20.
+@pytest.mark.parametrize("xo, expected", [
+    ((datetime(2026, 11, 23, 14, 0), datetime(2026, 11, 23, 14, 20)),
+     (datetime(2026, 11, 23, 14, 0), datetime(2026, 11, 23, 14, 20))),   # the end follows
+    ((datetime(2026, 11, 23, 14, 0), None),
+     (datetime(2026, 11, 23, 14, 0), None)),                              # old end not kept
+    ((None, None),
+     (datetime(2026, 11, 23, 9, 0), datetime(2026, 11, 23, 9, 20))),     # no new time: as was
+    ((None, datetime(2026, 11, 23, 9, 45)),
+     (datetime(2026, 11, 23, 9, 0), datetime(2026, 11, 23, 9, 45))),     # only a new end
+])
+def test_order_change_moves_the_step_end_with_its_start(sessions, xo, expected):
+    with sessions.begin() as session:
+        create_order(session, _timed(datetime(2026, 11, 23, 9, 0), datetime(2026, 11, 23, 9, 20)),
+                     lambda: next(UIDS))
+    with sessions.begin() as session:
+        change_order(session, existing_order(session, "P1", "EPIC"), _timed(*xo),
+                     lambda: next(UIDS))
+    assert tuple(_stored_times(sessions)) == expected

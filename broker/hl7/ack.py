@@ -119,8 +119,13 @@ def build_ack(header: AckHeader, code: str, text: str = "",
     return "".join(out).encode("ascii", "replace")
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\|^&~\r\n]")
+
+
 def _safe(text: str) -> str:
     """Escape HL7 delimiters and keep the ACK ASCII, whatever the sender's text held."""
+    if text.isascii() and not _NEEDS_ESCAPE.search(text):
+        return text  # the usual control id or application name: nothing to do
     text = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\")
     text = text.replace("&", "\\T\\").replace("~", "\\R\\")
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")

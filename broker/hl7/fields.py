@@ -37,9 +37,9 @@ def parse_ts(value: str, where: str) -> datetime | None:
 def parse_date(value: str, where: str) -> str:
     """HL7 DT/TS as a DICOM DA string (YYYYMMDD); '' when empty or not precise to the day."""
     stamp = parse_ts(value[:8], where) if value else None
-    if stamp is not None and len(value[:8]) < 8:
+    if stamp is None or len(value[:8]) < 8:
         return ""  # a year or month alone is not a DA value; inventing the day would mislead
-    return stamp.strftime("%Y%m%d") if stamp else ""
+    return value[:8]  # eight digits that parse_ts found to be a real date
 
 
 def xpn(msg: Message, segment: list[str] | None, number: int, rep: int = 1) -> PersonName:

@@ -62,12 +62,14 @@ class OrderReader:
     def __init__(self, msg: Message, mappings: SiteMappings) -> None:
         self.msg = msg
         self.mappings = mappings
+        self.version = msg.version
         self.sender: SenderOverride | None = mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
 
     def value(self, name: str, group: OrderGroup, ipc: list[str] | None = None) -> str:
         """The first non-empty value of `name` at its mapped addresses."""
-        for address in self.mappings.addresses(name, self.msg.version, self.sender):
-            found = self._read(address, group, ipc, name in _PERSON_FIELDS)
+        person = name in _PERSON_FIELDS
+        for address in self.mappings.addresses(name, self.version, self.sender):
+            found = self._read(address, group, ipc, person)
             if found:
                 return found
         return ""
@@ -85,7 +87,7 @@ class OrderReader:
         if name == "IPC":
             return ipc
         if name in GROUP_SEGMENTS:
-            return {"ORC": group.orc, "OBR": group.obr, "TQ1": group.tq1, "ZDS": group.zds}[name]
+            return getattr(group, name.lower())
         return self.msg.segment(name)
 
 
@@ -189,7 +191,7 @@ def _procedures(reader: OrderReader, group: OrderGroup, accession: str, placer: 
 
 def _coded(reader: OrderReader, group: OrderGroup) -> tuple[str, str, str]:
     """The requested procedure code as (value, meaning, scheme) from the first mapped CE."""
-    for address in reader.mappings.addresses("procedure_code", reader.msg.version, reader.sender):
+    for address in reader.mappings.addresses("procedure_code", reader.version, reader.sender):
         seg = reader._segment(address.segment, group, None)
         code = reader.msg.field(seg, address.field, comp=1)
         if code:
@@ -234,7 +236,7 @@ def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, moda
 
 def _time(reader: OrderReader, group: OrderGroup, name: str) -> datetime | None:
     """The order group's `name` ("start" or "end") date/time, from the first mapped address."""
-    for address in reader.mappings.addresses(name, reader.msg.version, reader.sender):
+    for address in reader.mappings.addresses(name, reader.version, reader.sender):
         value = reader._read(address, group, group.ipcs[0] if group.ipcs else None, False)
         if value:
             return parse_ts(value, str(address))

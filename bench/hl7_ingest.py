@@ -157,7 +157,7 @@ def start_broker(folder: Path, loop: LoopThread):
     engine = make_engine(settings.database_url)
     upgrade(engine)
     writer = IntakeWriter(build_intake(settings, make_session_factory(engine)),
-                          settings.hl7.max_group).start()
+                          settings.hl7.max_group, loop=loop.loop).start()
     server = MllpServer(writer.store, replace(settings.hl7, host="127.0.0.1"))
     port = loop.run(server.start())[1]
     return port, writer, server, engine

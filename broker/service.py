@@ -106,9 +106,9 @@ class Broker:
         self.engine.dispose()
 
     def _start_mllp(self, intake: Hl7Intake) -> None:
-        # SQLite has one writer: one thread stores and applies, committing arrivals in groups.
-        writer = IntakeWriter(intake, self.settings.hl7.max_group).start()
+        # SQLite has one writer: the listener's loop applies messages and commits them in groups.
         loop = asyncio.new_event_loop()
+        writer = IntakeWriter(intake, self.settings.hl7.max_group, loop=loop).start()
         server = MllpServer(writer.store, self.settings.hl7)
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()
@@ -116,9 +116,9 @@ class Broker:
 
         def stop() -> None:
             asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+            writer.stop()  # commits what the closed connections left applied
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
-            writer.stop()
         self._stop_callbacks.append(stop)
 
     def _start_web(self) -> None:

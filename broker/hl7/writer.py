@@ -1,136 +1,169 @@
-"""One writer thread for all HL7 connections, committing messages in groups.
+"""The HL7 store path on the MLLP event loop: messages are applied as they arrive and
+committed in groups.
 
-SQLite has one writer and a durable commit (WAL, synchronous=FULL) costs an fsync. Messages that
-arrive together on several connections are stored and applied in one transaction, each in its
-own savepoint, and committed once; every ACK is released only after that commit returned, so
+SQLite has one writer and a durable commit (WAL, synchronous=FULL) costs an fsync. Messages
+that arrive together on several connections are applied in one transaction, each in its own
+savepoint, and committed once; every ACK is released only after that commit returned, so
 "stored before acknowledged" holds for each message of the group.
 
-The work that needs no database (parsing, mapping, building the AA) is done by the submitting
-thread before the message is queued: it overlaps with the writer's statements and fsyncs,
-which release the GIL, instead of lengthening the writer's turn.
+Everything runs on the one event-loop thread, the commit included. A separate writer thread
+was measured slower (bench/hl7_ingest.py): with the GIL, the two threads only took turns, and
+every message crossed between them twice, each time onto a core whose caches held the other
+thread's work. Nothing is lost by blocking the loop during a commit: a sender waits for its
+ACK, so the next messages arrive only after it anyway.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
-from collections import defaultdict
 from concurrent.futures import Future
-from typing import Union
+
+from sqlalchemy.orm import Session
 
 from broker.hl7.intake import Hl7Intake, Outcome, Prepared
 
 log = logging.getLogger(__name__)
-_STOP = object()
-Waiter = Union["Future[Outcome]", "asyncio.Future[Outcome]"]
 
 
 class IntakeWriter:
-    """Serialises HL7 intake on one thread.
+    """Applies HL7 messages on one event loop and commits them in groups.
 
-    `submit` (any thread) returns a concurrent future; `store` (on an event loop) is awaited.
-    Both resolve only after the message's transaction committed.
+    `store` is awaited on that loop; `submit` may be called from any other thread. Both resolve
+    only after the message's transaction committed.
     """
 
-    def __init__(self, intake: Hl7Intake, max_group: int = 64) -> None:
+    def __init__(self, intake: Hl7Intake, max_group: int = 64,
+                 loop: asyncio.AbstractEventLoop | None = None, quiet_turns: int = 2) -> None:
         self._intake = intake
         self._max_group = max_group
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="hl7-writer", daemon=True)
+        # A group is committed once the loop has gone this many turns without a new message:
+        # a frame read in one turn reaches store() in the next.
+        self._quiet_turns = quiet_turns
+        self._loop = loop
+        self._thread: threading.Thread | None = None
+        self._session: Session | None = None
+        self._group: list[tuple[Prepared, asyncio.Future[Outcome], Outcome]] = []
+        self._arrivals = 0
+        self._seen = 0
+        self._quiet = 0
+        self._ticking = False
         self.commits = 0  # groups committed, for the benchmark's figures
 
     def start(self) -> IntakeWriter:
-        """Start the writer thread."""
-        self._thread.start()
+        """Without a caller's loop, run one of its own on a thread (for `submit` callers)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="hl7-writer",
+                                            daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Finish what was submitted, then stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join(30)
+        """Commit what was applied, then stop the writer's own loop (not a caller's)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if loop.is_running() and not _on(loop):
+            asyncio.run_coroutine_threadsafe(self.flush(), loop).result(30)
+        elif not loop.is_running():
+            self._commit()
+        if self._thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(10)
+            loop.close()
+
+    async def flush(self) -> None:
+        """Commit the open group now."""
+        self._commit()
 
     def submit(self, raw: bytes, peer: str) -> Future[Outcome]:
-        """Queue one message; the future resolves after its transaction committed."""
-        future: Future[Outcome] = Future()
-        self._queue.put((self._intake.prepare(raw, peer), future))
-        return future
+        """From another thread: the future resolves after the message's transaction committed."""
+        assert self._loop is not None, "start() the writer first"
+        return asyncio.run_coroutine_threadsafe(self.store(raw, peer), self._loop)
 
     async def store(self, raw: bytes, peer: str) -> Outcome:
-        """Store one message from an event loop; returns once its transaction committed."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._queue.put((self._intake.prepare(raw, peer), waiter))
+        """Apply one message in the open group; returns once that group committed."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        item = self._intake.prepare(raw, peer)
+        waiter: asyncio.Future[Outcome] = self._loop.create_future()
+        try:
+            if self._session is None:
+                self._session = self._intake.sessions()
+                self._session.begin()
+            outcome = self._intake.process(self._session, item)
+        except Exception:  # noqa: BLE001 - the transaction is unusable: redo the group singly
+            log.warning("hl7 group failed while applying a message; storing one by one",
+                        exc_info=True)
+            self._group.append((item, waiter, None))
+            self._abandon()
+            return await waiter
+        self._group.append((item, waiter, outcome))
+        self._arrivals += 1
+        if len(self._group) >= self._max_group:
+            self._commit()
+        elif not self._ticking:
+            self._ticking = True
+            self._loop.call_soon(self._tick)
         return await waiter
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if self._commit_group(item):
-                return
+    def _tick(self) -> None:
+        if not self._group:
+            self._ticking = False
+            return
+        if self._arrivals != self._seen:
+            self._seen, self._quiet = self._arrivals, 0
+        else:
+            self._quiet += 1
+        if self._quiet < self._quiet_turns:
+            self._loop.call_soon(self._tick)
+            return
+        self._ticking = False
+        self._commit()
 
-    def _commit_group(self, first: tuple[Prepared, Waiter]) -> bool:
-        """Process `first` and whatever arrives meanwhile in one transaction, then commit.
-
-        Messages that arrive while earlier ones are being applied join the open transaction, so
-        the group grows with the load and one fsync serves every connection that is waiting.
-        Returns True when a stop was requested.
-        """
-        group, outcomes, stopping = [first], [], False
+    def _commit(self) -> None:
+        if not self._group:
+            return
+        session, group = self._session, self._group
+        self._session, self._group = None, []
         try:
-            with self._intake.sessions.begin() as session:
-                outcomes.append(self._intake.process(session, first[0]))
-                while len(group) < self._max_group:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    group.append(item)
-                    outcomes.append(self._intake.process(session, item[0]))
+            session.commit()
         except Exception:  # noqa: BLE001 - fall back to one transaction per message
             log.warning("hl7 group of %d failed to commit; storing one by one", len(group),
                         exc_info=True)
-            _settle([(waiter, *self._store_alone(prepared)) for prepared, waiter in group])
-            return stopping
+            session.close()
+            self._redo(group)
+            return
+        session.close()
         self.commits += 1
-        # Only now, after the commit: stored before acknowledged.
-        _settle([(waiter, outcome, None) for (_, waiter), outcome in zip(group, outcomes)])
-        return stopping
+        for _, waiter, outcome in group:  # only now, after the commit: stored, then acknowledged
+            if not waiter.done():  # a connection that went away no longer waits
+                waiter.set_result(outcome)
 
-    def _store_alone(self, prepared: Prepared) -> tuple[Outcome | None, Exception | None]:
-        try:
-            return self._intake.store(prepared), None
-        except Exception as exc:  # noqa: BLE001 - the connection answers nothing
-            log.exception("hl7 from %s: message could not be stored", prepared.peer)
-            return None, exc
+    def _abandon(self) -> None:
+        session, group = self._session, self._group
+        self._session, self._group = None, []
+        if session is not None:
+            session.rollback()
+            session.close()
+        self._redo(group)
 
-
-def _settle(results: list[tuple[Waiter, Outcome | None, Exception | None]]) -> None:
-    """Resolve every waiter: concurrent futures at once, an event loop's in one wake-up."""
-    by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
-    for waiter, outcome, exc in results:
-        if isinstance(waiter, asyncio.Future):
-            by_loop[waiter.get_loop()].append((waiter, outcome, exc))
-        elif exc is not None:
-            waiter.set_exception(exc)
-        else:
-            waiter.set_result(outcome)
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, items)
-        except RuntimeError:  # the loop was closed: nobody is waiting any more
-            log.info("hl7: %d outcomes for a closed event loop dropped", len(items))
+    def _redo(self, group: list) -> None:
+        for item, waiter, _ in group:
+            try:
+                outcome = self._intake.store(item)
+            except Exception as exc:  # noqa: BLE001 - the connection answers nothing
+                log.exception("hl7 from %s: message could not be stored", item.peer)
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                continue
+            if not waiter.done():
+                waiter.set_result(outcome)
 
 
-def _resolve(items: list) -> None:
-    for waiter, outcome, exc in items:
-        if waiter.done():  # the connection went away (its task was cancelled)
-            continue
-        if exc is not None:
-            waiter.set_exception(exc)
-        else:
-            waiter.set_result(outcome)
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

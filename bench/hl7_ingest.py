@@ -4,7 +4,9 @@ The broker side is the real one (MllpServer + IntakeWriter + Hl7Intake on SQLite
 synchronous=FULL); the baseline is an MLLP echo that only INSERTs the raw bytes durably into
 SQLite and answers a fixed ACK. Senders run in a separate process, one thread per connection,
 each waiting for its ACK before sending the next message (as an EHR interface engine does).
-Prints messages/s per round, the median and spread, and the broker/baseline ratio.
+Prints messages/s per round, the median and spread, and the broker/baseline ratio; and the
+servers' CPU time per message (this process: the senders run in another), which moves less than
+the rates do when the machine's speed varies between rounds.
 
     python bench/hl7_ingest.py            # 5 rounds x 2000 messages per connection count
     python bench/hl7_ingest.py --quick    # seconds: 2 rounds x 200 messages
@@ -195,22 +197,28 @@ def main(argv: list[str] | None = None) -> int:
         senders.rate(port, 1, warm, 0)
         first = warm
         results: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         for connections in (1, 4):
             per = count // connections
             for _ in range(rounds):
-                results.setdefault(f"baseline {connections} conn", []).append(
-                    senders.rate(base_port, connections, per, first))
-                commits = writer.commits
-                results.setdefault(f"broker {connections} conn", []).append(
-                    senders.rate(port, connections, per, first))
-                results.setdefault(f"broker {connections} conn msgs/commit", []).append(
-                    per * connections / max(writer.commits - commits, 1))
+                for name, target in (("baseline", base_port), ("broker", port)):
+                    commits, started = writer.commits, time.process_time()
+                    results.setdefault(f"{name} {connections} conn", []).append(
+                        senders.rate(target, connections, per, first))
+                    cpu.setdefault(f"{name} {connections} conn", []).append(
+                        (time.process_time() - started) / (per * connections) * 1e6)
+                    if name == "broker":
+                        results.setdefault(f"broker {connections} conn msgs/commit", []).append(
+                            per * connections / max(writer.commits - commits, 1))
                 first += per * connections
         for name, rates in results.items():
             if "msgs/commit" in name:
                 print(f"{name:<28} median {statistics.median(rates):8.2f}")
             else:
                 print(summary(name, rates))
+        for name, spent in cpu.items():
+            print(f"{name + ' cpu/msg':<28} median {statistics.median(spent):8.0f} us   "
+                  f"min {min(spent):.0f}  max {max(spent):.0f}")
         for connections in (1, 4):
             b = statistics.median(results[f"broker {connections} conn"])
             e = statistics.median(results[f"baseline {connections} conn"])

@@ -14,3 +14,4 @@ def test_hl7_ingest_bench_quick_prints_figures():
                   "ratio broker/baseline, 1 conn", "ratio broker/baseline, 4 conn"):
         assert label in result.stdout
     assert "msg/s" in result.stdout and "IQR" in result.stdout
+    assert "broker 4 conn cpu/msg" in result.stdout and "baseline 4 conn cpu/msg" in result.stdout

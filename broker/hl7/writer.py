@@ -84,8 +84,12 @@ class IntakeWriter:
 
     async def store(self, raw: bytes, peer: str) -> Outcome:
         """Apply one message in the open group; returns once that group committed."""
+        running = asyncio.get_running_loop()
         if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+            self._loop = running
+        elif running is not self._loop:
+            raise RuntimeError("IntakeWriter.store runs on the writer's loop; use submit() "
+                               "from anywhere else")
         item = self._intake.prepare(raw, peer)
         waiter: asyncio.Future[Outcome] = self._loop.create_future()
         try:

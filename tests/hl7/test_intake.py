@@ -214,7 +214,8 @@ def test_a40_with_two_patient_groups_merges_both(intake, sessions):
 @pytest.mark.postgres
 def test_concurrent_copy_of_a_message_is_answered_as_a_resend(postgres):
     """Two broker processes get the same message: the second insert waits on the unique index,
-    fails when the first commits, and is answered with the first's ACK (PostgreSQL only)."""
+    inserts nothing once the first commits, and is answered with the first's ACK (PostgreSQL
+    only)."""
     import time
 
     from sqlalchemy import text

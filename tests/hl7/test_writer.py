@@ -1,0 +1,93 @@
+"""The intake writer on the event loop: group commit, ACK only after the commit, stop."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from broker.hl7.writer import IntakeWriter
+from broker.store.models import InboundMessage, Order
+from tests.hl7.test_intake import intake, orm  # noqa: F401 - the fixture is used by name
+
+
+def _orders(n: int, first: int = 0) -> list[bytes]:
+    return [orm(f"G{i}", "NW", placer=f"P{i}", accession=f"A{i}", pid=f"M{i % 3}")
+            for i in range(first, first + n)]
+
+
+def _committed(sessions) -> tuple[int, int]:
+    """(inbound messages, orders) as a new connection sees them: only committed rows."""
+    with sessions() as session:
+        return (session.scalar(select(func.count()).select_from(InboundMessage)),
+                session.scalar(select(func.count()).select_from(Order)))
+
+
+def test_messages_arriving_in_the_same_turn_share_one_commit(intake, sessions):  # noqa: F811
+    async def scenario() -> list:
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
+        outcomes = await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(6)))
+        return [writer.commits, outcomes]
+
+    commits, outcomes = asyncio.run(scenario())
+    assert commits == 1
+    assert [o.status for o in outcomes] == ["PROCESSED"] * 6
+    assert _committed(sessions) == (6, 6)
+
+
+def test_a_group_is_committed_at_max_group(intake, sessions):  # noqa: F811
+    async def scenario() -> int:
+        writer = IntakeWriter(intake, 4, loop=asyncio.get_running_loop())
+        await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(10)))
+        return writer.commits
+
+    assert asyncio.run(scenario()) == 3  # 4 + 4 + 2
+    assert _committed(sessions) == (10, 10)
+
+
+def test_no_outcome_before_the_commit(intake, sessions):  # noqa: F811
+    """While a group waits for its quiet turns nothing is committed, and nobody is answered."""
+    async def scenario() -> list:
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
+        task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        before = (task.done(), _committed(sessions))
+        outcome = await task
+        return [before, outcome.status, _committed(sessions)]
+
+    before, status, after = asyncio.run(scenario())
+    assert before == (False, (0, 0))
+    assert (status, after) == ("PROCESSED", (1, 1))
+
+
+def test_a_message_whose_connection_went_away_is_still_committed(intake, sessions):  # noqa: F811
+    async def scenario() -> None:
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
+        task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
+        await asyncio.sleep(0)
+        task.cancel()  # the listener closing the connection while the group is open
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await writer.flush()
+
+    asyncio.run(scenario())
+    assert _committed(sessions) == (1, 1)
+
+
+def test_store_refuses_a_foreign_loop(intake):  # noqa: F811
+    writer = IntakeWriter(intake).start()  # its own loop thread
+    try:
+        with pytest.raises(RuntimeError, match="submit"):
+            asyncio.run(writer.store(_orders(1)[0], "peer"))
+    finally:
+        writer.stop()
+
+
+def test_submit_from_other_threads_and_stop(intake, sessions):  # noqa: F811
+    writer = IntakeWriter(intake, max_group=8).start()  # runs its own loop thread
+    futures = [writer.submit(raw, "peer") for raw in _orders(5)]
+    statuses = [f.result(30).status for f in futures]
+    writer.stop()
+    assert statuses == ["PROCESSED"] * 5
+    assert _committed(sessions) == (5, 5)

@@ -106,7 +106,7 @@ def order_conflict(session: Session, request: OrderRequest) -> str | None:
     return f"accession number {request.accession_number} is already used"
 
 
-def patient_id_for(session: Session, record: PatientRecord) -> int:
+def patient_id_for(session: Session, record: PatientRecord, source: str = "hl7") -> int:
     """The patient id for `record`, through upsert_patient unless nothing would change.
 
     When the live patient holding the record's first identifier holds all its identifiers and
@@ -125,7 +125,7 @@ def patient_id_for(session: Session, record: PatientRecord) -> int:
         if rows and wanted <= {(r[0], r[1]) for r in rows} and rows[0][3] is None \
                 and tuple(rows[0][4:]) == expected:
             return rows[0][2]
-    patient = upsert_patient(session, record)
+    patient = upsert_patient(session, record, source=source)
     session.flush()
     return patient.id
 

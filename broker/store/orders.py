@@ -26,6 +26,8 @@ def create_order(session: Session, request: OrderRequest, new_uid: Callable[[], 
     conflict = order_conflict(session, request)
     if conflict:
         raise OrderConflict(conflict)
-    order_id = insert_order(session, request, patient_id_for(session, request.patient), new_uid,
-                            source_channel, source_message_id)
+    # The patient's match candidates name where the patient came from (the queue shows it).
+    patient_id = patient_id_for(session, request.patient, source_channel or "hl7")
+    order_id = insert_order(session, request, patient_id, new_uid, source_channel,
+                            source_message_id)
     return session.get(Order, order_id)

@@ -54,6 +54,19 @@ def test_unknown_identifier_with_typo_is_queued_with_explained_scores(sessions):
         assert "match.proposed" in _actions(session)
 
 
+def test_queue_names_the_channel_the_patient_came_from(sessions):
+    with sessions.begin() as session:
+        _order(session, ANNA, "P1")
+        create_order(session, OrderRequest(
+            patient=_clinic_copy(name=PersonName("Lindqvst", "Anna")), placer_order_number="P2",
+            accession_number="P2", procedures=(ProcedureRequest("RP", steps=(
+                StepRequest("S", "CT", start=datetime(2026, 1, 1)),)),)),
+            lambda: next(UIDS), source_channel="wl-import")
+    with sessions() as session:
+        [entry] = list_matches(session)
+        assert entry.source == "wl-import"
+
+
 def test_different_person_is_not_queued(sessions):
     with sessions.begin() as session:
         upsert_patient(session, ANNA)

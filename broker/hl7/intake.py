@@ -5,8 +5,8 @@ apply -> COMMIT -> ACK out. A failed apply rolls back to the savepoint only: the
 still commits, as FAILED, and can be reprocessed. The caller sends the ACK only after the commit
 returned ("store, then ack").
 
-`prepare` is pure so that it can run on the thread that received the frame, while the single
-writer thread is busy with the database; `process` is the part that needs the transaction.
+`prepare` needs no database (parsing, mapping, building the AA); `process` is the part that
+needs the transaction, so a group of prepared messages can share one (hl7.writer).
 """
 from __future__ import annotations
 

@@ -43,9 +43,8 @@ class IntakeWriter:
         self._loop = loop
         self._thread: threading.Thread | None = None
         self._session: Session | None = None
-        self._group: list[tuple[Prepared, asyncio.Future[Outcome], Outcome]] = []
-        self._arrivals = 0
-        self._seen = 0
+        self._group: list[tuple[Prepared, asyncio.Future[Outcome], Outcome | None]] = []
+        self._seen = 0   # the group's size at the last tick: a larger one means new arrivals
         self._quiet = 0
         self._ticking = False
         self.commits = 0  # groups committed, for the benchmark's figures
@@ -66,7 +65,7 @@ class IntakeWriter:
             return
         if loop.is_running() and not _on(loop):
             asyncio.run_coroutine_threadsafe(self.flush(), loop).result(30)
-        elif not loop.is_running():
+        else:
             self._commit()
         if self._thread is not None:
             loop.call_soon_threadsafe(loop.stop)
@@ -104,7 +103,6 @@ class IntakeWriter:
             self._abandon()
             return await waiter
         self._group.append((item, waiter, outcome))
-        self._arrivals += 1
         if len(self._group) >= self._max_group:
             self._commit()
         elif not self._ticking:
@@ -116,8 +114,8 @@ class IntakeWriter:
         if not self._group:
             self._ticking = False
             return
-        if self._arrivals != self._seen:
-            self._seen, self._quiet = self._arrivals, 0
+        if len(self._group) != self._seen:
+            self._seen, self._quiet = len(self._group), 0
         else:
             self._quiet += 1
         if self._quiet < self._quiet_turns:
@@ -126,11 +124,16 @@ class IntakeWriter:
         self._ticking = False
         self._commit()
 
+    def _take(self) -> tuple[Session | None, list]:
+        """The open transaction and its group, leaving none open."""
+        session, group = self._session, self._group
+        self._session, self._group, self._seen = None, [], 0
+        return session, group
+
     def _commit(self) -> None:
         if not self._group:
             return
-        session, group = self._session, self._group
-        self._session, self._group = None, []
+        session, group = self._take()
         try:
             session.commit()
         except Exception:  # noqa: BLE001 - fall back to one transaction per message
@@ -146,8 +149,7 @@ class IntakeWriter:
                 waiter.set_result(outcome)
 
     def _abandon(self) -> None:
-        session, group = self._session, self._group
-        self._session, self._group = None, []
+        session, group = self._take()
         if session is not None:
             session.rollback()
             session.close()

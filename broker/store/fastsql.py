@@ -144,13 +144,9 @@ def _translated(sql: str, values: Any, exc: Exception, conn: Any) -> Exception:
                                dialect=conn.dialect)
 
 
-def _connection(session: Session) -> Any:
-    """The session's connection in its current transaction (looked up once per transaction)."""
-    return _bound(session)[0]
-
-
 def _bound(session: Session) -> tuple[Any, Any]:
-    """(SQLAlchemy connection, DBAPI connection) of the session's current transaction."""
+    """(SQLAlchemy connection, DBAPI connection) of the session's current transaction, looked
+    up once per transaction."""
     transaction = session.get_transaction()
     cached = session.info.get("fastsql.connection")
     if cached is not None and cached[0] is transaction and transaction is not None:
@@ -171,7 +167,7 @@ def savepoint(session: Session, name: str = "intake_apply") -> Iterator[None]:
     failed work wrote are gone, so no object may claim to hold them.
     """
     session.flush()
-    cursor = _connection(session).connection.cursor()
+    cursor = _bound(session)[1].cursor()
     cursor.execute(f"SAVEPOINT {name}")
     try:
         yield

@@ -11,11 +11,8 @@ from broker.hl7.handlers import HANDLERS
 from broker.hl7.intake import Hl7Intake, IntakeContext
 from broker.hl7.message import parse
 from broker.hl7.writer import IntakeWriter
-from broker.mapping.site import load_site_mappings
-from broker.resources import mappings_dir
 from broker.store.models import InboundMessage, Order, Patient, ScheduledStep
-
-MAPPINGS = load_site_mappings(mappings_dir())
+from tests.hl7.conftest import MAPPINGS
 
 
 def orm(control_id: str, control: str, placer: str = "P1", accession: str = "A1",
@@ -38,12 +35,6 @@ def adt(control_id: str, event: str, pid: str = "MRN1", name: str = "Doe^Jane",
     if mrg:
         segments.append(f"MRG|{mrg}^^^HOSP^MR")
     return "\r".join(segments).encode()
-
-
-@pytest.fixture
-def intake(sessions) -> Hl7Intake:
-    return Hl7Intake(sessions, IntakeContext(mappings=MAPPINGS, new_uid=uid_factory("1.2.3.")),
-                     HANDLERS)
 
 
 def _statuses(sessions) -> list[str]:

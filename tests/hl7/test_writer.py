@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from broker.hl7.writer import IntakeWriter
 from broker.store.models import InboundMessage, Order
-from tests.hl7.test_intake import intake, orm  # noqa: F401 - the fixture is used by name
+from tests.hl7.test_intake import orm
 
 
 def _orders(n: int, first: int = 0) -> list[bytes]:
@@ -23,7 +23,7 @@ def _committed(sessions) -> tuple[int, int]:
                 session.scalar(select(func.count()).select_from(Order)))
 
 
-def test_messages_arriving_in_the_same_turn_share_one_commit(intake, sessions):  # noqa: F811
+def test_messages_arriving_in_the_same_turn_share_one_commit(intake, sessions):
     async def scenario() -> list:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
         outcomes = await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(6)))
@@ -35,7 +35,7 @@ def test_messages_arriving_in_the_same_turn_share_one_commit(intake, sessions): 
     assert _committed(sessions) == (6, 6)
 
 
-def test_a_group_is_committed_at_max_group(intake, sessions):  # noqa: F811
+def test_a_group_is_committed_at_max_group(intake, sessions):
     async def scenario() -> int:
         writer = IntakeWriter(intake, 4, loop=asyncio.get_running_loop())
         await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(10)))
@@ -45,7 +45,7 @@ def test_a_group_is_committed_at_max_group(intake, sessions):  # noqa: F811
     assert _committed(sessions) == (10, 10)
 
 
-def test_no_outcome_before_the_commit(intake, sessions):  # noqa: F811
+def test_no_outcome_before_the_commit(intake, sessions):
     """While a group waits for its quiet turns nothing is committed, and nobody is answered."""
     async def scenario() -> list:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
@@ -61,7 +61,7 @@ def test_no_outcome_before_the_commit(intake, sessions):  # noqa: F811
     assert (status, after) == ("PROCESSED", (1, 1))
 
 
-def test_a_message_whose_connection_went_away_is_still_committed(intake, sessions):  # noqa: F811
+def test_a_message_whose_connection_went_away_is_still_committed(intake, sessions):
     async def scenario() -> None:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
         task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
@@ -75,7 +75,7 @@ def test_a_message_whose_connection_went_away_is_still_committed(intake, session
     assert _committed(sessions) == (1, 1)
 
 
-def test_store_refuses_a_foreign_loop(intake):  # noqa: F811
+def test_store_refuses_a_foreign_loop(intake):
     writer = IntakeWriter(intake).start()  # its own loop thread
     try:
         with pytest.raises(RuntimeError, match="submit"):
@@ -84,7 +84,7 @@ def test_store_refuses_a_foreign_loop(intake):  # noqa: F811
         writer.stop()
 
 
-def test_submit_from_other_threads_and_stop(intake, sessions):  # noqa: F811
+def test_submit_from_other_threads_and_stop(intake, sessions):
     writer = IntakeWriter(intake, max_group=8).start()  # runs its own loop thread
     futures = [writer.submit(raw, "peer") for raw in _orders(5)]
     statuses = [f.result(30).status for f in futures]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from broker.hl7.writer import IntakeWriter
 from broker.store.models import InboundMessage, Order
@@ -91,3 +91,57 @@ def test_submit_from_other_threads_and_stop(intake, sessions):
     writer.stop()
     assert statuses == ["PROCESSED"] * 5
     assert _committed(sessions) == (5, 5)
+
+
+def test_groups_reuse_the_writers_connection(intake, sessions):
+    """One pool checkout for many groups: the writer holds its connection between commits."""
+    engine = sessions.kw["bind"]
+    checkouts = []
+
+    def count(*args) -> None:
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", count)
+
+    async def scenario() -> int:
+        writer = IntakeWriter(intake, 2, loop=asyncio.get_running_loop())
+        for raw in _orders(6):
+            await writer.store(raw, "peer")
+        writer.stop()
+        return writer.commits
+
+    try:
+        assert asyncio.run(scenario()) == 6
+    finally:
+        event.remove(engine, "checkout", count)
+    assert len(checkouts) == 1
+    assert _committed(sessions) == (6, 6)
+
+
+def test_a_failed_commit_stores_each_message_alone_on_a_new_connection(intake, sessions):
+    """The group's commit fails once: every message is stored in a transaction of its own
+    (and answered), and the next group runs on a fresh connection."""
+    engine = sessions.kw["bind"]
+    failures = [RuntimeError("disk I/O error")]
+
+    def fail_once(conn) -> None:
+        if failures:
+            raise failures.pop()
+
+    event.listen(engine, "commit", fail_once)
+
+    async def scenario() -> list:
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
+        first = await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(3)))
+        held = writer._connection
+        second = await writer.store(_orders(1, first=3)[0], "peer")
+        return [first, held, second, writer._connection]
+
+    try:
+        first, held, second, connection = asyncio.run(scenario())
+    finally:
+        event.remove(engine, "commit", fail_once)
+    assert [o.status for o in first] == ["PROCESSED"] * 3
+    assert held is None  # dropped after the failure...
+    assert connection is not None and second.status == "PROCESSED"  # ...and opened again
+    assert _committed(sessions) == (4, 4)

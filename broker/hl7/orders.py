@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, ProcedureRequest, StepRequest,
@@ -18,7 +19,7 @@ from broker.hl7.fields import (
 )
 from broker.hl7.message import Message
 from broker.mapping.procedures import ProcedureDefinition
-from broker.mapping.site import Address, SenderOverride, SiteMappings
+from broker.mapping.site import ORDER_FIELDS, Address, SenderOverride, SiteMappings
 
 # Segments read inside an order group; everything else is read from the message.
 GROUP_SEGMENTS = ("ORC", "OBR", "TQ1", "ZDS")
@@ -56,20 +57,52 @@ def order_groups(msg: Message) -> list[OrderGroup]:
     return groups
 
 
+# Where an address's segment is found: the order group's IPC, the group, or the message.
+_IPC, _GROUP, _MESSAGE = 0, 1, 2
+# An address resolved for reading: (where, segment name or group attribute, field, component,
+# subcomponent, read as a person name).
+_Step = tuple[int, str, int, int, int, bool]
+
+
+def _steps(addresses: tuple[Address, ...], person: bool) -> tuple[_Step, ...]:
+    return tuple(
+        (_IPC, "ipc", a.field, a.component, a.subcomponent or 1, person) if a.segment == "IPC" else
+        (_GROUP, a.segment.lower(), a.field, a.component, a.subcomponent or 1, person)
+        if a.segment in GROUP_SEGMENTS else
+        (_MESSAGE, a.segment, a.field, a.component, a.subcomponent or 1, person)
+        for a in addresses)
+
+
 class OrderReader:
     """Reads a message's mapped values for one sender and version."""
+
+    # Reading plans per (version, sender override): an order reads ~17 values, each from a
+    # list of addresses; resolving them once per sender keeps the per-message work to the
+    # field reads themselves. The override is kept in the entry, so its id is not reused.
+    _plans: dict[tuple[int, str, int], tuple[Any, dict[str, tuple[_Step, ...]]]] = {}
 
     def __init__(self, msg: Message, mappings: SiteMappings) -> None:
         self.msg = msg
         self.mappings = mappings
         self.version = msg.version
         self.sender: SenderOverride | None = mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
+        key = (id(mappings), self.version, id(self.sender))
+        found = self._plans.get(key)
+        if found is None or found[0][0] is not mappings or found[0][1] is not self.sender:
+            plan = {name: _steps(mappings.addresses(name, self.version, self.sender),
+                                 name in _PERSON_FIELDS) for name in ORDER_FIELDS}
+            found = self._plans[key] = ((mappings, self.sender), plan)
+        self._plan = found[1]
 
     def value(self, name: str, group: OrderGroup, ipc: list[str] | None = None) -> str:
         """The first non-empty value of `name` at its mapped addresses."""
-        person = name in _PERSON_FIELDS
-        for address in self.mappings.addresses(name, self.version, self.sender):
-            found = self._read(address, group, ipc, person)
+        msg = self.msg
+        for where, segment, number, comp, sub, person in self._plan[name]:
+            seg = (ipc if where == _IPC else getattr(group, segment) if where == _GROUP
+                   else msg.segment(segment))
+            if seg is None:
+                continue
+            found = xcn_as_pn(msg, seg, number) if person else msg.field(seg, number, 1, comp, sub)
             if found:
                 return found
         return ""

@@ -112,3 +112,23 @@ def test_v231_step_end_from_orc_7_5_or_procedure_duration(orc7, code, expected):
 def test_malformed_tq1_8_is_refused_naming_the_field():
     with pytest.raises(FieldError, match="TQ1-8"):
         _steps(OMI.format(start="202611241230", end="20261199", code="CTCHEST"))
+
+
+def test_reading_plans_follow_the_sender_and_the_mapping_set(tmp_path):
+    """Plans are resolved once per (mappings, version, sender): a sender's override, another
+    sender of the same version and a second mapping set each read their own addresses."""
+    import shutil
+    folder = tmp_path / "mappings"
+    shutil.copytree(mappings_dir(), folder)
+    (folder / "senders.toml").write_text('[senders."OTHER".fields]\naccession_number = ["OBR-20"]\n')
+    edited = load_site_mappings(folder)
+
+    def accession(mappings, app: str) -> str:
+        msg = parse(ORM.format(pid3="1^^^HOSP", acc="ACC1", zds="").replace("|EHR|", f"|{app}|", 1)
+                    .encode())
+        return read_orders(msg, order_groups(msg), mappings, OrderPolicy())[0][1].accession_number
+
+    assert accession(MAPPINGS, "EHR") == "ACC1"
+    assert accession(edited, "OTHER") == "SPS1"     # the override: OBR-20
+    assert accession(edited, "EHR") == "ACC1"       # same mapping set, no override
+    assert accession(MAPPINGS, "OTHER") == "ACC1"   # the shipped set has no such override

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from broker.config import Settings
 from broker.hl7.intake import Hl7Intake, Outcome
-from broker.store.models import InboundMessage
+from broker.store.models import InboundMessage, unprocessed_message
 from broker.store.runtime import open_store
 
 
@@ -33,7 +33,12 @@ def list_messages(session: Session, status: str | None = None, sender: str | Non
     """The newest stored messages, optionally by status and sender; page with `before_id`."""
     stmt = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
     if status:
-        stmt = stmt.where(InboundMessage.status == status.upper())
+        wanted = status.upper()
+        stmt = stmt.where(InboundMessage.status == wanted)
+        # Others are searched in ix_inbound_message_unprocessed, whose term SQLite needs to see;
+        # PROCESSED, nearly every row, is found going back by id.
+        if wanted != "PROCESSED":
+            stmt = stmt.where(unprocessed_message(InboundMessage.status))
     if sender:
         stmt = stmt.where(InboundMessage.sender == sender)
     if before_id:

@@ -10,11 +10,11 @@ from broker.domain.lifecycle import StepEvent
 from broker.store.audit import record_event
 from broker.store.models import (
     Order, PerformedStep, PerformedStepLink, RequestedProcedure, ScheduledStep, StepStationAE,
+    finished_order,
 )
 from broker.store.steps import lock_orders, order_of, refresh_order_status, transition_step
 
 ACTOR = "housekeeping"
-FINISHED_ORDER_STATUSES = ("COMPLETED", "DISCONTINUED", "CANCELED")
 
 
 def cancel_stale_steps(session: Session, now: datetime, days: int, limit: int = 500) -> int:
@@ -44,8 +44,10 @@ def purge_finished(session: Session, now: datetime, days: int, limit: int = 500)
     """
     cutoff = now - timedelta(days=days)
     orders = list(session.scalars(
-        select(Order).where(Order.status.in_(FINISHED_ORDER_STATUSES), Order.updated_at < cutoff)
-        .order_by(Order.id).limit(limit)))
+        # Oldest first, as ix_imaging_order_finished (updated_at) holds them: its WHERE is
+        # finished_order's, and in its order the search stops at `limit` without a sort.
+        select(Order).where(finished_order(Order.status), Order.updated_at < cutoff)
+        .order_by(Order.updated_at, Order.id).limit(limit)))
     if not orders:
         return 0
     order_ids = [o.id for o in orders]

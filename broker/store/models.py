@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-    Text, UniqueConstraint,
+    JSON, Boolean, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+    MetaData, String, Text, UniqueConstraint, literal_column,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -33,12 +33,27 @@ class Base(DeclarativeBase):
 
 _utcnow = utcnow
 
+FINISHED_ORDER_STATUSES = ("COMPLETED", "DISCONTINUED", "CANCELED")
+
+
+# Conditions of the partial indexes below. SQLite uses a partial index only for a query whose
+# WHERE contains the index's own term (status = 'FAILED' does not prove status != 'PROCESSED'
+# to it, and an IN list of bound parameters matches no literal list), so the queries that need
+# these indexes add the term from here, values inline.
+def unprocessed_message(status: Any) -> ColumnElement[bool]:
+    """status != 'PROCESSED': the messages an admin looks for (FAILED, REJECTED, RECEIVED)."""
+    return status != literal_column("'PROCESSED'")
+
+
+def finished_order(status: Any) -> ColumnElement[bool]:
+    """status IN ('COMPLETED', 'DISCONTINUED', 'CANCELED'): the orders housekeeping purges."""
+    return status.in_([literal_column(f"'{s}'") for s in FINISHED_ORDER_STATUSES])
+
 
 class Patient(Base):
     __tablename__ = "patient"
-    # PostgreSQL: lets LIKE 'ABC%' on the name key use an index whatever the database collation.
-    # (On SQLite it is a second plain index on name_key: alembic's schema comparison does not
-    # honour dialect-only indexes, and the schema must match the models everywhere.)
+    # PostgreSQL: lets LIKE 'ABC%' on the name key use an index whatever the database collation;
+    # its operator class has = too, so it is the only index on name_key (SQLite: a plain one).
     __table_args__ = (Index("ix_patient_name_key_pattern", "name_key",
                             postgresql_ops={"name_key": "text_pattern_ops"}),)
 
@@ -50,7 +65,7 @@ class Patient(Base):
     name_prefix: Mapped[str] = mapped_column(String(64), default="")
     name_suffix: Mapped[str] = mapped_column(String(64), default="")
     # Upper-case alphabetic PN group: what case-insensitive PatientName matching runs on.
-    name_key: Mapped[str] = mapped_column(String(324), default="", index=True)
+    name_key: Mapped[str] = mapped_column(String(324), default="")
     birth_date: Mapped[str] = mapped_column(String(8), default="", index=True)
     sex: Mapped[str] = mapped_column(String(1), default="")
     address: Mapped[str] = mapped_column(String(255), default="")
@@ -81,12 +96,13 @@ class PatientIdentifier(Base):
 class PatientBlockKey(Base):
     """Blocking keys for candidate search: several per patient, each indexed."""
     __tablename__ = "patient_block_key"
-    # Covering index: a candidate search reads patient ids from the index alone.
+    # Covering index: a candidate search reads patient ids from the index alone. It serves
+    # lookups by key as well, so key has no index of its own.
     __table_args__ = (Index("ix_patient_block_key_key_patient", "key", "patient_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
-    key: Mapped[str] = mapped_column(String(96), index=True)
+    key: Mapped[str] = mapped_column(String(96))
 
 
 class Order(Base):
@@ -109,7 +125,8 @@ class Order(Base):
     priority: Mapped[str] = mapped_column(String(16), default="")
     referring_physician: Mapped[str] = mapped_column(String(324), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="SCHEDULED", index=True)
+    # Indexed only while finished (ix_imaging_order_finished): a new order writes no entry.
+    status: Mapped[str] = mapped_column(String(16), default="SCHEDULED")
     source_channel: Mapped[str] = mapped_column(String(16), default="")
     source_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
@@ -118,6 +135,11 @@ class Order(Base):
     patient: Mapped[Patient] = relationship(back_populates="orders")
     procedures: Mapped[list[RequestedProcedure]] = relationship(
         back_populates="order", order_by="RequestedProcedure.id")
+
+
+# (updated_at): the purge searches finished orders by age.
+Index("ix_imaging_order_finished", Order.updated_at,
+      sqlite_where=finished_order(Order.status), postgresql_where=finished_order(Order.status))
 
 
 class RequestedProcedure(Base):
@@ -154,7 +176,9 @@ class ScheduledStep(Base):
     station_ae_title: Mapped[str] = mapped_column(String(170), default="")
     station_name: Mapped[str] = mapped_column(String(64), default="")
     location: Mapped[str] = mapped_column(String(64), default="")
-    start_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # Searched through ix_scheduled_step_status_start / _modality_start: every query on it
+    # names the status or the modality too (list_steps searches status by status).
+    start_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Shown to the modality (Scheduled Procedure Step End Date/Time), never searched: no index.
     end_at: Mapped[datetime | None] = mapped_column(DateTime)
     performing_physician: Mapped[str] = mapped_column(String(324), default="")
@@ -174,7 +198,9 @@ class ScheduledStep(Base):
 class StepStationAE(Base):
     __tablename__ = "step_station_ae"
     # Covering index for "station AE + ...": the step ids come from the index alone.
-    __table_args__ = (Index("ix_step_station_ae_title_step", "ae_title", "step_id"),)
+    # WITHOUT ROWID on SQLite: the table is its primary-key B-tree, not a rowid table plus one.
+    __table_args__ = (Index("ix_step_station_ae_title_step", "ae_title", "step_id"),
+                      {"sqlite_with_rowid": False})
 
     step_id: Mapped[int] = mapped_column(ForeignKey("scheduled_step.id"), primary_key=True)
     # Indexed through ix_step_station_ae_title_step (ae_title is its first column).
@@ -229,12 +255,20 @@ class InboundMessage(Base):
     message_type: Mapped[str] = mapped_column(String(32), default="")
     peer: Mapped[str] = mapped_column(String(64), default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    received_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="RECEIVED", index=True)
+    # Not indexed: lists go by id, which is arrival order too.
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    # Indexed only when not PROCESSED (ix_inbound_message_unprocessed): a message that went
+    # through, nearly all of them, writes no entry.
+    status: Mapped[str] = mapped_column(String(16), default="RECEIVED")
     error: Mapped[str] = mapped_column(Text, default="")
     ack: Mapped[bytes | None] = mapped_column(LargeBinary)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+Index("ix_inbound_message_unprocessed", InboundMessage.status,
+      sqlite_where=unprocessed_message(InboundMessage.status),
+      postgresql_where=unprocessed_message(InboundMessage.status))
 
 
 class Notification(Base):

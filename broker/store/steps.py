@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from broker.domain.lifecycle import StepEvent, StepStatus, next_status, order_status
@@ -90,13 +90,18 @@ class StepRow:
 
 def list_steps(session: Session, statuses: Iterable[str] = (), limit: int = 100) -> list[StepRow]:
     """Scheduled steps in start order, optionally only those in `statuses`."""
+    wanted = list(dict.fromkeys(s.upper() for s in statuses)) or [s.value for s in StepStatus]
+    # start_at has no index of its own: the first `limit` of each status come from a search of
+    # ix_scheduled_step_status_start, already in start order, and only those are sorted.
+    firsts = [select(ScheduledStep.id).where(ScheduledStep.status == status)
+              .order_by(ScheduledStep.start_at, ScheduledStep.id).limit(limit).subquery()
+              for status in wanted]
+    ids = union_all(*(select(first.c.id) for first in firsts)).subquery()
     stmt = (select(ScheduledStep, RequestedProcedure, Order)
+            .join(ids, ids.c.id == ScheduledStep.id)
             .join(RequestedProcedure, ScheduledStep.requested_procedure_id == RequestedProcedure.id)
             .join(Order, RequestedProcedure.order_id == Order.id)
             .order_by(ScheduledStep.start_at, ScheduledStep.id).limit(limit))
-    wanted = [s.upper() for s in statuses]
-    if wanted:
-        stmt = stmt.where(ScheduledStep.status.in_(wanted))
     return [StepRow(step.id, step.step_id, step.status, step.modality, step.station_ae_title,
                     step.start_at, order.accession_number or "", proc.procedure_id, order.id,
                     order.status)

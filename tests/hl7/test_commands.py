@@ -1,7 +1,11 @@
 """`broker messages list|reprocess`: the functions and the CLI over a real SQLite store."""
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
 
 from broker.cli import main
 from broker.config import load_settings
@@ -9,6 +13,7 @@ from broker.hl7.commands import list_messages
 from broker.service import build_intake
 from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
+from broker.store.models import InboundMessage
 from tests.hl7.test_intake import orm
 
 
@@ -36,3 +41,22 @@ def test_list_and_reprocess(tmp_path: Path, capsys, monkeypatch):
     assert main(["messages", "reprocess", str(failed.message_id)]) == 1  # already processed
     assert "already processed" in capsys.readouterr().out
     assert main(["messages", "reprocess", "999"]) == 1
+
+
+STORED = ["PROCESSED", "FAILED", "PROCESSED", "REJECTED", "RECEIVED", "FAILED", "PROCESSED"]
+
+
+@pytest.mark.parametrize("status", ["PROCESSED", "FAILED", "rejected", "RECEIVED", None])
+def test_list_messages_by_status_newest_first(sessions, status):
+    # Statuses other than PROCESSED are read from a partial index (migration 0009): same rows.
+    with sessions.begin() as session:
+        session.execute(insert(InboundMessage), [dict(
+            channel="hl7", sender="RIS|HOSP", control_id=f"C{n}", message_type="ORM^O01", peer="",
+            raw=b"MSH|", received_at=datetime(2026, 11, 24), status=s, error="", attempts=1)
+            for n, s in enumerate(STORED)])
+    expected = [f"C{n}" for n, s in reversed(list(enumerate(STORED)))
+                if status is None or s == status.upper()]
+    with sessions() as session:
+        assert [r.control_id for r in list_messages(session, status=status)] == expected
+        newest = list_messages(session, status=status, limit=1)
+        assert [r.control_id for r in newest] == expected[:1]

@@ -51,6 +51,24 @@ def test_list_steps_filters_by_status(sessions):
         (second["steps"][0], "ACC4", "RP4")]
 
 
+def test_list_steps_merges_the_statuses_in_start_order_up_to_the_limit(sessions):
+    # One search per status, merged (list_steps): the order and the limit hold across them.
+    starts = [NOW + timedelta(hours=h) for h in (5, 1, 3, 2, 0)]
+    orders = [schedule(sessions, 20 + n, start=start) for n, start in enumerate(starts)]
+    with sessions.begin() as session:
+        for order, status in zip(orders, ("ARRIVED", "COMPLETED", "SCHEDULED", "HOLD")):
+            session.get(ScheduledStep, order["steps"][0]).status = status
+    by_start = [o["steps"][0] for _, o in sorted(zip(starts, orders), key=lambda pair: pair[0])]
+    with sessions() as session:
+        assert [r.id for r in list_steps(session, limit=3)] == by_start[:3]
+        assert [r.id for r in list_steps(session)] == by_start
+        # SCHEDULED at +0 h (the newer step) and +3 h come before ARRIVED at +5 h.
+        assert [r.id for r in list_steps(session, ["scheduled", "arrived"], limit=2)] == [
+            orders[4]["steps"][0], orders[2]["steps"][0]]
+        first = list_steps(session, ["scheduled"], limit=1)
+        assert [r.id for r in first] == [orders[4]["steps"][0]]
+
+
 @pytest.mark.parametrize("age, days, canceled", [
     (timedelta(days=10), 7, True), (timedelta(days=3), 7, False),
     (timedelta(days=7, seconds=-1), 7, False),  # one second short of the limit

@@ -13,7 +13,7 @@ def test_upgrade_builds_every_table_and_is_repeatable(engine):
 
 
 @pytest.mark.parametrize("table,column", [
-    ("scheduled_step", "status"), ("scheduled_step", "modality"), ("scheduled_step", "start_at"),
+    ("scheduled_step", "status"), ("scheduled_step", "modality"),
     ("patient", "name_key"), ("imaging_order", "accession_number"),
     ("step_station_ae", "ae_title"), ("requested_procedure", "study_instance_uid"),
 ])
@@ -25,6 +25,12 @@ def test_worklist_search_columns_lead_an_index(engine, table, column):
     leading = {ix["column_names"][0] for ix in insp.get_indexes(table)}
     leading |= {uq["column_names"][0] for uq in insp.get_unique_constraints(table)}
     assert column in leading
+
+
+def test_step_start_is_searched_after_the_status_or_the_modality(engine):
+    # Every query on start_at names the status or the modality too (migration 0009).
+    indexes = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("scheduled_step")}
+    assert {("status", "start_at"), ("modality", "start_at")} <= indexes
 
 
 def test_prefix_duplicate_indexes_are_gone(engine):
@@ -62,7 +68,7 @@ def test_0008_adds_a_nullable_step_end_and_downgrades_cleanly(database_url):
         assert "end_at" not in columns()
         assert {"ix_scheduled_step_modality_start", "ix_scheduled_step_status_start"} <= {
             ix["name"] for ix in inspect(engine).get_indexes("scheduled_step")}
-        upgrade(engine)
+        upgrade(engine, "0008")
         assert current_revision(engine) == "0008"
     finally:
         engine.dispose()

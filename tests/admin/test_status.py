@@ -1,0 +1,42 @@
+"""The status page: counts only, and right whichever statuses the stored messages have."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import insert
+
+from broker.admin import create_app
+from broker.admin.status import message_counts
+from broker.store.models import InboundMessage
+
+
+def _store(sessions, statuses: list[str]) -> None:
+    if not statuses:
+        return
+    with sessions.begin() as session:
+        session.execute(insert(InboundMessage), [dict(
+            channel="hl7", sender="RIS|HOSP", control_id=f"C{n}", message_type="ORM^O01", peer="",
+            raw=b"MSH|", received_at=datetime(2026, 11, 24), status=status, error="", attempts=1)
+            for n, status in enumerate(statuses)])
+
+
+@pytest.mark.parametrize("statuses", [
+    [],
+    ["PROCESSED"] * 3,
+    ["FAILED", "REJECTED"],
+    ["PROCESSED", "FAILED", "PROCESSED", "REJECTED", "RECEIVED", "FAILED", "PROCESSED"],
+], ids=["none", "all processed", "none processed", "mixed"])
+def test_message_counts_per_status(sessions, statuses):
+    _store(sessions, statuses)
+    with sessions() as session:
+        counts = message_counts(session)
+    # As a GROUP BY over every row would count them; a status with no message is not listed.
+    assert counts == {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_the_page_shows_the_counts(sessions):
+    _store(sessions, ["PROCESSED"] * 4 + ["FAILED", "REJECTED", "FAILED"])
+    page = create_app(sessions).test_client().get("/").get_data(as_text=True)
+    for status, count in (("PROCESSED", 4), ("FAILED", 2), ("REJECTED", 1)):
+        assert f"<td>{status}</td><td>{count}</td>" in page

@@ -5,8 +5,11 @@ import asyncio
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
+from broker.hl7 import writer as writer_module
 from broker.hl7.writer import IntakeWriter
+from broker.store.fastsql import commit_held
 from broker.store.models import InboundMessage, Order
 from tests.hl7.test_intake import orm
 
@@ -118,17 +121,19 @@ def test_groups_reuse_the_writers_connection(intake, sessions):
     assert _committed(sessions) == (6, 6)
 
 
-def test_a_failed_commit_stores_each_message_alone_on_a_new_connection(intake, sessions):
+def test_a_failed_commit_stores_each_message_alone_on_a_new_connection(intake, sessions,
+                                                                      monkeypatch):
     """The group's commit fails once: every message is stored in a transaction of its own
     (and answered), and the next group runs on a fresh connection."""
-    engine = sessions.kw["bind"]
-    failures = [RuntimeError("disk I/O error")]
+    failures = [OperationalError("COMMIT", {}, RuntimeError("disk I/O error"))]
 
-    def fail_once(conn) -> None:
+    def fail_once(session) -> None:
+        # The commit itself fails, before the driver commits: the group's work is still open.
         if failures:
             raise failures.pop()
+        commit_held(session)
 
-    event.listen(engine, "commit", fail_once)
+    monkeypatch.setattr(writer_module, "commit_held", fail_once)
 
     async def scenario() -> list:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
@@ -137,10 +142,7 @@ def test_a_failed_commit_stores_each_message_alone_on_a_new_connection(intake, s
         second = await writer.store(_orders(1, first=3)[0], "peer")
         return [first, held, second, writer._connection]
 
-    try:
-        first, held, second, connection = asyncio.run(scenario())
-    finally:
-        event.remove(engine, "commit", fail_once)
+    first, held, second, connection = asyncio.run(scenario())
     assert [o.status for o in first] == ["PROCESSED"] * 3
     assert held is None  # dropped after the failure...
     assert connection is not None and second.status == "PROCESSED"  # ...and opened again

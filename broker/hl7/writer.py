@@ -129,15 +129,11 @@ class IntakeWriter:
         return self._session
 
     def _release(self, broken: bool = False) -> None:
-        """Give the connection back at stop; after a failure, discard it (its state is unknown)."""
-        session, self._session = self._session, None
-        if session is not None:
-            try:
-                if broken:
-                    session.rollback()
-                session.close()
-            except Exception:  # noqa: BLE001 - the connection is dropped below either way
-                log.debug("hl7 writer session did not close cleanly", exc_info=True)
+        """Give the connection back at stop; after a failure, discard it (its state is unknown).
+
+        The session goes with it: it owns nothing but its transaction on this connection,
+        which closing the connection rolls back."""
+        self._session = None
         connection, self._connection = self._connection, None
         if connection is not None:
             try:

@@ -43,33 +43,33 @@ def parse_date(value: str, where: str) -> str:
 
 
 def xpn(msg: Message, segment: list[str] | None, number: int, rep: int = 1) -> PersonName:
-    """An XPN (family^given^middle^suffix^prefix) as a PersonName."""
-    return PersonName(
-        family=msg.field(segment, number, rep, 1, 1),  # FN.1 surname (v2.4+ has subcomponents)
-        given=msg.field(segment, number, rep, 2),
-        middle=msg.field(segment, number, rep, 3),
-        suffix=msg.field(segment, number, rep, 4),
-        prefix=msg.field(segment, number, rep, 5),
-    )
+    """An XPN (family^given^middle^suffix^prefix) as a PersonName; FN.1 is the surname's
+    first subcomponent (v2.4+ splits FN into subcomponents)."""
+    return _name(msg.components(segment, number, rep), 0)
 
 
 def xcn_as_pn(msg: Message, segment: list[str] | None, number: int) -> str:
     """An XCN (id^family^given^middle^suffix^prefix) as a DICOM PN value."""
-    name = PersonName(
-        family=msg.field(segment, number, 1, 2, 1), given=msg.field(segment, number, 1, 3),
-        middle=msg.field(segment, number, 1, 4), suffix=msg.field(segment, number, 1, 5),
-        prefix=msg.field(segment, number, 1, 6))
-    return name.alphabetic()
+    return _name(msg.components(segment, number), 1).alphabetic()
+
+
+def _name(parts: list[str], first: int) -> PersonName:
+    """family^given^middle^suffix^prefix from `parts`, starting at index `first`."""
+    parts = parts[first:first + 5]
+    if len(parts) < 5:
+        parts += [""] * (5 - len(parts))
+    return PersonName(family=parts[0], given=parts[1], middle=parts[2], suffix=parts[3],
+                      prefix=parts[4])
 
 
 def cx_list(msg: Message, segment: list[str] | None, number: int) -> list[Identifier]:
     """All repetitions of a CX field (id^check^scheme^authority^type)."""
     result = []
     for rep in range(1, msg.repetitions(segment, number) + 1):
-        value = msg.field(segment, number, rep, 1)
-        if value:
-            result.append(Identifier(value=value, issuer=msg.field(segment, number, rep, 4, 1),
-                                     type_code=msg.field(segment, number, rep, 5)))
+        parts = msg.components(segment, number, rep)
+        if parts and parts[0]:
+            result.append(Identifier(value=parts[0], issuer=parts[3] if len(parts) > 3 else "",
+                                     type_code=parts[4] if len(parts) > 4 else ""))
     return result
 
 

@@ -5,7 +5,6 @@ the message with its own separators and leaves validation to the mapping.
 """
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from dataclasses import dataclass
 
@@ -23,19 +22,24 @@ CHARSETS = {
 
 def decode(raw: bytes) -> str:
     """Decode message bytes with the character set named in MSH-18."""
+    return _decoded(raw)[0]
+
+
+def _decoded(raw: bytes) -> tuple[str, str | None]:
+    """The text, and the codec MSH-18 names."""
     charset = _msh18(raw)
     codec = CHARSETS.get(charset.upper())
     if codec is None:
         raise Hl7ParseError(f"unsupported character set in MSH-18: {charset!r}")
     try:
-        return raw.decode(codec)
+        return raw.decode(codec), codec
     except UnicodeDecodeError:
         # Senders often label Latin-1 or UTF-8 data as ASCII; try UTF-8, then Latin-1 (never fails).
         if codec == "ascii":
             try:
-                return raw.decode("utf-8")
+                return raw.decode("utf-8"), codec
             except UnicodeDecodeError:
-                return raw.decode("latin-1")
+                return raw.decode("latin-1"), codec
         raise Hl7ParseError(f"message bytes are not valid {charset}") from None
 
 
@@ -59,6 +63,21 @@ class Separators:
     subcomponent: str = "&"
 
 
+# MSH-1 and MSH-2 as sent -> their Separators: nearly every message has "|^~\&".
+_SEPARATORS: dict[str, Separators] = {}
+
+
+def _separators(text: str) -> Separators:
+    found = _SEPARATORS.get(text[3:8])
+    if found is None:
+        enc = text[4:8]
+        found = Separators(text[3], enc[0], enc[1] if len(enc) > 1 else "~",
+                           enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
+        if len(_SEPARATORS) < 64:
+            _SEPARATORS[text[3:8]] = found
+    return found
+
+
 class Message:
     """An HL7 v2 message read for field access: `msg.get("PID", 3, rep=1, comp=1)`."""
 
@@ -67,13 +86,17 @@ class Message:
     def __init__(self, text: str) -> None:
         if not text.startswith("MSH") or len(text) < 8:
             raise Hl7ParseError("message does not start with an MSH segment")
-        enc = text[4:8]
-        self.sep = Separators(text[3], enc[0], enc[1] if len(enc) > 1 else "~",
-                              enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
-        lines = [s for s in re.split(r"\r\n|\r|\n", text) if s.strip()]
+        sep = self.sep = _separators(text)
+        # Read by field() for every value: plain attributes are the cheapest to reach.
+        self._comp, self._rep, self._sub, self._esc = (sep.component, sep.repetition,
+                                                       sep.subcomponent, sep.escape)
+        if "\n" in text:
+            text = text.replace("\r\n", "\r").replace("\n", "\r")
         self.segments: list[tuple[str, list[str]]] = []
-        for line in lines:
-            fields = line.split(self.sep.field)
+        for line in text.split("\r"):
+            if not line or line.isspace():
+                continue
+            fields = line.split(sep.field)
             name = fields[0]
             if len(name) != 3 or not name.isalnum():
                 raise Hl7ParseError(f"bad segment name {name[:10]!r}")
@@ -84,7 +107,7 @@ class Message:
         msh = self.segments[0][1]
         self._msh = msh
         self._first: dict[str, list[str]] = {}
-        self._split: dict[str, list[list[list[str]]]] = {}
+        self._split: dict[str, list[list[str]]] = {}
         for name, fields in reversed(self.segments):
             self._first[name] = fields
 
@@ -106,25 +129,43 @@ class Message:
             return ""
         if number <= 2 and fields[0] == "MSH":
             return value
-        sep = self.sep
-        if sep.component not in value and sep.repetition not in value \
-                and sep.subcomponent not in value:
+        if self._comp not in value and self._rep not in value and self._sub not in value:
             # Most fields hold one simple value: nothing to split.
             if rep == 1 and comp == 1 and sub == 1:
-                return value if raw or sep.escape not in value else self.unescape(value)
+                return value if raw or self._esc not in value else self.unescape(value)
             return ""
-        # A composite field is usually read component by component (a name, an identifier):
-        # split it once per message. Equal values split equally, so the value is the key.
-        tree = self._split.get(value)
-        if tree is None:
-            tree = [[c.split(sep.subcomponent) for c in r.split(sep.component)]
-                    for r in value.split(sep.repetition)]
-            self._split[value] = tree
         try:
-            text = tree[rep - 1][comp - 1][sub - 1]
+            text = self._tree(value)[rep - 1][comp - 1]
         except IndexError:
             return ""
-        return text if raw else self.unescape(text)
+        if self._sub in text:
+            parts = text.split(self._sub)
+            text = parts[sub - 1] if sub <= len(parts) else ""
+        elif sub != 1:
+            return ""
+        return text if raw or self._esc not in text else self.unescape(text)
+
+    def components(self, fields: list[str] | None, number: int, rep: int = 1) -> list[str]:
+        """The components of one repetition of a field (each its first subcomponent,
+        unescaped); [] when the field or repetition is empty. One call where a name or an
+        identifier would otherwise be read component by component."""
+        if fields is None or number >= len(fields) or not fields[number]:
+            return []
+        value = fields[number]
+        tree = self._tree(value)
+        if rep > len(tree) or not tree[rep - 1]:
+            return []
+        sub, esc = self._sub, self._esc
+        return [(c.split(sub, 1)[0] if sub in c else c) if esc not in c else
+                self.unescape(c.split(sub, 1)[0]) for c in tree[rep - 1]]
+
+    def _tree(self, value: str) -> list[list[str]]:
+        """A composite value split into repetitions of components, once per message: a name
+        or an identifier is read component by component. Equal values split equally."""
+        tree = self._split.get(value)
+        if tree is None:
+            tree = self._split[value] = [r.split(self._comp) for r in value.split(self._rep)]
+        return tree
 
     def repetitions(self, fields: list[str] | None, number: int) -> int:
         """How many repetitions a field carries (0 when empty)."""
@@ -193,6 +234,7 @@ class Message:
 
 def parse(raw: bytes) -> Message:
     """Decode and read a message, or raise Hl7ParseError."""
-    msg = Message(decode(raw))
-    msg.codec = "utf-8" if CHARSETS.get(_msh18(raw).upper()) == "utf-8" else "latin-1"
+    text, codec = _decoded(raw)
+    msg = Message(text)
+    msg.codec = "utf-8" if codec == "utf-8" else "latin-1"
     return msg

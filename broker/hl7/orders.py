@@ -144,9 +144,14 @@ def read_patient(msg: Message, patient_id_issuer: str = "", default_issuer: str 
         name=xpn(msg, pid, 5),
         birth_date=parse_date(msg.field(pid, 7), "PID-7"),
         sex=dicom_sex(msg.field(pid, 8)),
-        address="^".join(filter(None, (msg.field(pid, 11, comp=c) for c in (1, 3, 4, 5)))),
+        address=_address(msg.components(pid, 11)),
         phone=msg.field(pid, 13),
     )
+
+
+def _address(parts: list[str]) -> str:
+    """PID-11 (XAD) as street^city^state^postal code, empty parts left out."""
+    return "^".join(filter(None, (parts[i] for i in (0, 2, 3, 4) if i < len(parts))))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,28 @@ def test_repetitions_components_and_escapes():
     assert msg.get("OBR", 99) == "" and msg.get("ZZZ", 1) == ""
 
 
+def test_subcomponents_are_read_from_the_component_they_belong_to():
+    msg = parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5.1\r"
+                b"PID|||1||van&der&Berg^Anna~Smith||||||Main St&12^^Leeds")
+    pid = msg.segment("PID")
+    assert [msg.field(pid, 5, comp=1, sub=n) for n in (1, 2, 3, 4)] == ["van", "der", "Berg", ""]
+    assert msg.field(pid, 5, comp=2, sub=2) == "" and msg.field(pid, 5, rep=2) == "Smith"
+    assert msg.field(pid, 11, comp=1) == "Main St" and msg.field(pid, 11, comp=3) == "Leeds"
+
+
+def test_components_of_a_field_in_one_call():
+    msg = parse(ORM)
+    pid = msg.segment("PID")
+    # Each component's first subcomponent, unescaped; a repetition or field that is not
+    # there gives no components.
+    assert msg.components(pid, 5) == ["O^Brien", "Pat&Co"]
+    assert msg.components(pid, 3, rep=2) == ["S55", "", "", "STATE", "SS"]
+    assert msg.components(pid, 3, rep=3) == [] and msg.components(pid, 4) == []
+    assert msg.components(msg.segment("OBR"), 2) == ["PO1"]
+    sub = parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A08|1|P|2.5.1\rPID|||1||van&der^Anna")
+    assert sub.components(sub.segment("PID"), 5) == ["van", "Anna"]
+
+
 @pytest.mark.parametrize("charset,raw_name,expected", [
     (b"8859/1", "Müller".encode("latin-1"), "Müller"),
     (b"UNICODE UTF-8", "Müller".encode("utf-8"), "Müller"),

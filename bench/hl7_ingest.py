@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from broker.config import load_settings  # noqa: E402
 from broker.hl7.mllp import MllpReader, frame  # noqa: E402
 from broker.hl7.server import MllpServer  # noqa: E402
-from broker.hl7.writer import IntakeWriter  # noqa: E402
-from broker.service import build_intake  # noqa: E402
+from broker.service import build_intake, start_intake_writer  # noqa: E402
 from broker.store.db import make_engine, make_session_factory  # noqa: E402
 from broker.store.migrate import upgrade  # noqa: E402
 
@@ -158,8 +157,9 @@ def start_broker(folder: Path, loop: LoopThread):
                                                  "BROKER_HL7_PORT": "0"}, default_file=None)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    writer = IntakeWriter(build_intake(settings, make_session_factory(engine)),
-                          settings.hl7.max_group, loop=loop.loop).start()
+    # As `broker serve` builds it: with the intake journal (hl7.journal, on by default).
+    writer = start_intake_writer(settings, build_intake(settings, make_session_factory(engine)),
+                                 loop.loop)
     server = MllpServer(writer.store, replace(settings.hl7, host="127.0.0.1"))
     port = loop.run(server.start())[1]
     return port, writer, server, engine

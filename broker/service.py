@@ -5,8 +5,10 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -16,6 +18,7 @@ from broker.config import Settings
 from broker.dicom.scp import start_dicom_server
 from broker.hl7.handlers import HANDLERS
 from broker.hl7.intake import Hl7Intake, IntakeContext
+from broker.hl7.journal_replay import open_journal
 from broker.hl7.server import MllpServer
 from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
@@ -41,7 +44,6 @@ class Listeners:
 
 def site_mappings(settings: Settings) -> SiteMappings:
     """The site's mapping files (hl7.mappings_dir or the shipped ones), validated."""
-    from pathlib import Path
     folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
     return load_site_mappings(folder)
 
@@ -53,6 +55,24 @@ def build_intake(settings: Settings, sessions: sessionmaker[Session]) -> Hl7Inta
         mappings=site_mappings(settings), new_uid=uid_factory(settings.uid.root),
         patient_id_issuer=hl7.patient_id_issuer, study_uid_policy=hl7.study_uid_policy,
         uid_root=settings.uid.root, allowed_senders=hl7.allowed_senders), HANDLERS)
+
+
+def journaled_database(settings: Settings) -> Path | None:
+    """The SQLite database file whose HL7 intake has a journal (hl7.journal), or None."""
+    url = make_url(settings.database_url)
+    if not settings.hl7.journal or url.get_backend_name() != "sqlite" \
+            or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).resolve()
+
+
+def start_intake_writer(settings: Settings, intake: Hl7Intake,
+                        loop: asyncio.AbstractEventLoop) -> IntakeWriter:
+    """The HL7 writer for `loop`; with a journal, what it holds and the database lacks is
+    stored first (after a crash of the machine)."""
+    database = journaled_database(settings)
+    journal = open_journal(intake, database) if database is not None else None
+    return IntakeWriter(intake, settings.hl7.max_group, loop=loop, journal=journal).start()
 
 
 @dataclass
@@ -108,7 +128,7 @@ class Broker:
     def _start_mllp(self, intake: Hl7Intake) -> None:
         # SQLite has one writer: the listener's loop applies messages and commits them in groups.
         loop = asyncio.new_event_loop()
-        writer = IntakeWriter(intake, self.settings.hl7.max_group, loop=loop).start()
+        writer = start_intake_writer(self.settings, intake, loop)
         server = MllpServer(writer.store, self.settings.hl7)
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()

@@ -88,6 +88,8 @@ class Prepared:
     plan: Any = None                           # what a StagedHandler read
     refusal: Exception | None = None           # raised at apply: Rejected, Failed, FieldError...
     accept_ack: bytes = b""                    # the AA, built ahead for the common outcome
+    journal_seq: int | None = None             # its record in the intake journal, if any
+    received_at: datetime | None = None        # when the listener took it (the journal's time)
 
 
 @dataclass(frozen=True)
@@ -264,5 +266,5 @@ class Hl7Intake:
             channel=CHANNEL, sender=msg.sender if msg else "",
             control_id=(msg.control_id or None) if msg else None,
             message_type=msg.message_type[:32] if msg else "", peer=item.peer[:64], raw=item.raw,
-            received_at=now, status=status, error=error, ack=ack_bytes, processed_at=now,
-            attempts=1))
+            received_at=item.received_at or now, status=status, error=error, ack=ack_bytes,
+            processed_at=now, attempts=1, journal_seq=item.journal_seq))

@@ -11,6 +11,11 @@ was measured slower (bench/hl7_ingest.py): with the GIL, the two threads only to
 every message crossed between them twice, each time onto a core whose caches held the other
 thread's work. Nothing is lost by blocking the loop during a commit: a sender waits for its
 ACK, so the next messages arrive only after it anyway.
+
+With an intake journal (broker.store.journal) each frame is appended to it before it is parsed,
+and a thread fsyncs the journal while the loop works; the group then commits without an fsync
+(synchronous=NORMAL on the writer's connection only), and its ACKs are released once both the
+commit and the journal fsync of its last message are done.
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ from concurrent.futures import Future
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from broker.clock import utcnow
 from broker.hl7.intake import Hl7Intake, Outcome, Prepared
 from broker.store.fastsql import commit_held
+from broker.store.journal import IntakeJournal
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +43,13 @@ class IntakeWriter:
     """
 
     def __init__(self, intake: Hl7Intake, max_group: int = 64,
-                 loop: asyncio.AbstractEventLoop | None = None, quiet_turns: int = 2) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, quiet_turns: int = 2,
+                 journal: IntakeJournal | None = None) -> None:
+        """`journal`, when given, is started (recovered) already; the writer closes it."""
         self._intake = intake
+        self._journal = journal
+        if journal is not None and loop is not None:
+            journal.attach(loop)
         self._max_group = max_group
         # A group is committed once the loop has gone this many turns without a new message:
         # a frame read in one turn reaches store() in the next.
@@ -53,6 +65,7 @@ class IntakeWriter:
         self._group: list[tuple[Prepared, asyncio.Future[Outcome], Outcome | None]] = []
         self._seen = 0   # the group's size at the last tick: a larger one means new arrivals
         self._quiet = 0
+        self._last_size = 1  # the last committed group's size
         self._ticking = False
         self.commits = 0  # groups committed, for the benchmark's figures
 
@@ -63,6 +76,8 @@ class IntakeWriter:
             self._thread = threading.Thread(target=self._loop.run_forever, name="hl7-writer",
                                             daemon=True)
             self._thread.start()
+        if self._journal is not None:
+            self._journal.attach(self._loop)
         return self
 
     def stop(self) -> None:
@@ -73,8 +88,7 @@ class IntakeWriter:
         if loop.is_running() and not _on(loop):
             asyncio.run_coroutine_threadsafe(self._finish(), loop).result(30)
         else:
-            self._commit()
-            self._release()
+            self._finish_now()
         if self._thread is not None:
             loop.call_soon_threadsafe(loop.stop)
             self._thread.join(10)
@@ -85,8 +99,13 @@ class IntakeWriter:
         self._commit()
 
     async def _finish(self) -> None:
+        self._finish_now()
+
+    def _finish_now(self) -> None:
         self._commit()
         self._release()
+        if self._journal is not None:
+            self._journal.close()  # syncs, releases the last ACKs, and trims
 
     def submit(self, raw: bytes, peer: str) -> Future[Outcome]:
         """From another thread: the future resolves after the message's transaction committed."""
@@ -98,10 +117,23 @@ class IntakeWriter:
         running = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = running
+            if self._journal is not None:
+                self._journal.attach(running)
         elif running is not self._loop:
             raise RuntimeError("IntakeWriter.store runs on the writer's loop; use submit() "
                                "from anywhere else")
+        journal = self._journal
+        if journal is not None:
+            received = utcnow()
+            # First, so that its fsync can overlap the parsing and applying. While groups are
+            # single messages (one sender) each starts its fsync at once; while they are larger
+            # (several senders) the group's messages share one fsync, started at its commit,
+            # instead of one each: on two cores those fsyncs' kernel work competed with the loop.
+            seq = journal.append(raw, peer, received,
+                                 sync=not self._group and self._last_size <= 1)
         item = self._intake.prepare(raw, peer)
+        if journal is not None:
+            item.journal_seq, item.received_at = seq, received
         waiter: asyncio.Future[Outcome] = self._loop.create_future()
         try:
             outcome = self._intake.process(self._open(), item)
@@ -125,6 +157,12 @@ class IntakeWriter:
         if self._session is None:
             if self._connection is None:
                 self._connection = self._intake.sessions.kw["bind"].connect()
+                if self._journal is not None:
+                    # The journal holds every frame durably: this connection's commits need
+                    # no fsync of their own (journal.py). Never returned to the pool like this.
+                    cursor = self._connection.connection.dbapi_connection.cursor()
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                    cursor.close()
             self._session = self._intake.sessions(bind=self._connection)
         return self._session
 
@@ -137,7 +175,7 @@ class IntakeWriter:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
-                if broken:
+                if broken or self._journal is not None:
                     connection.invalidate()
                 connection.close()
             except Exception:  # noqa: BLE001 - a broken connection is dropped either way
@@ -167,6 +205,9 @@ class IntakeWriter:
         if not self._group:
             return
         group = self._take()
+        self._last_size = len(group)
+        if self._journal is not None:
+            self._journal.sync_soon()  # the rest of the group, alongside the commit's writes
         try:
             commit_held(self._session)
         except Exception:  # noqa: BLE001 - fall back to one transaction per message
@@ -176,9 +217,12 @@ class IntakeWriter:
             self._redo(group)
             return
         self.commits += 1
-        for _, waiter, outcome in group:  # only now, after the commit: stored, then acknowledged
-            if not waiter.done():  # a connection that went away no longer waits
-                waiter.set_result(outcome)
+        if self._journal is None:
+            _acknowledge(group)
+            return
+        last = group[-1][0].journal_seq
+        self._journal.committed(last)
+        self._journal.after_sync(last, lambda: _acknowledge(group))
 
     def _abandon(self) -> None:
         group = self._take()
@@ -194,8 +238,18 @@ class IntakeWriter:
                 if not waiter.done():
                     waiter.set_exception(exc)
                 continue
+            if self._journal is not None:  # its own transaction committed with an fsync
+                self._journal.committed(item.journal_seq)
             if not waiter.done():
                 waiter.set_result(outcome)
+
+
+def _acknowledge(group: list) -> None:
+    """Release the group's ACKs: only after its commit (and journal fsync), stored, then
+    acknowledged."""
+    for _, waiter, outcome in group:
+        if not waiter.done():  # a connection that went away no longer waits
+            waiter.set_result(outcome)
 
 
 def _on(loop: asyncio.AbstractEventLoop) -> bool:

@@ -31,7 +31,7 @@ _ident = PatientIdentifier.__table__
 _patient = Patient.__table__
 
 _MESSAGE_KEYS = ("channel", "sender", "control_id", "message_type", "peer", "raw", "received_at",
-                 "status", "error", "ack", "processed_at", "attempts")
+                 "status", "error", "ack", "processed_at", "attempts", "journal_seq")
 
 
 def _insert_new_message(dialect: str):

@@ -111,7 +111,7 @@ def test_0009_keeps_the_rows_and_downgrades_cleanly(database_url):
             assert name not in _indexes(engine, table)
         if engine.dialect.name == "sqlite":
             assert _with_rowid(engine)
-        upgrade(engine)
+        upgrade(engine, "0009")
         assert current_revision(engine) == "0009"
     finally:
         engine.dispose()

@@ -72,3 +72,34 @@ def test_0008_adds_a_nullable_step_end_and_downgrades_cleanly(database_url):
         assert current_revision(engine) == "0008"
     finally:
         engine.dispose()
+
+
+def test_0010_adds_the_journal_columns_keeps_messages_and_downgrades_cleanly(database_url):
+    from datetime import datetime
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from broker.store.db import make_engine
+    from broker.store.migrate import alembic_config
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0009")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO inbound_message (channel, sender, control_id, message_type, peer, "
+                "raw, received_at, status, error, attempts) VALUES ('hl7', 'A|B', 'C1', "
+                "'ORM^O01', '', :raw, :at, 'PROCESSED', '', 1)"),
+                {"raw": b"MSH|", "at": datetime(2026, 11, 23)})
+        upgrade(engine)
+        assert "intake_journal" in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT control_id, journal_seq FROM inbound_message")
+                                ).all() == [("C1", None)]
+        command.downgrade(alembic_config(engine), "0009")
+        assert "intake_journal" not in inspect(engine).get_table_names()
+        assert "journal_seq" not in {c["name"] for c in inspect(engine).get_columns("inbound_message")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT control_id FROM inbound_message")).all() == [("C1",)]
+    finally:
+        engine.dispose()

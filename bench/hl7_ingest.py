@@ -161,6 +161,7 @@ def start_broker(folder: Path, loop: LoopThread):
     writer = start_intake_writer(settings, build_intake(settings, make_session_factory(engine)),
                                  loop.loop)
     server = MllpServer(writer.store, replace(settings.hl7, host="127.0.0.1"))
+    writer.one_sender = server.one_connection
     port = loop.run(server.start())[1]
     return port, writer, server, engine
 

@@ -87,6 +87,7 @@ class Broker:
         store = connect_store(self.settings)
         self.engine, self.sessions = store.engine, store.sessions
         self._stop_callbacks: list = []
+        self.mllp_server: MllpServer | None = None
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)
 
@@ -130,6 +131,8 @@ class Broker:
         loop = asyncio.new_event_loop()
         writer = start_intake_writer(self.settings, intake, loop)
         server = MllpServer(writer.store, self.settings.hl7)
+        writer.one_sender = server.one_connection
+        self.mllp_server = server
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()
         self.listeners.hl7 = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)

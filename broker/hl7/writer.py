@@ -23,6 +23,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import Future
+from typing import Callable
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -68,6 +69,10 @@ class IntakeWriter:
         self._last_size = 1  # the last committed group's size
         self._ticking = False
         self.commits = 0  # groups committed, for the benchmark's figures
+        # True while a single connection is open (MllpServer.one_connection): its sender waits
+        # for each ACK, so no other message can join the group and waiting for quiet loop
+        # turns would only delay the commit.
+        self.one_sender: Callable[[], bool] = lambda: False
 
     def start(self) -> IntakeWriter:
         """Without a caller's loop, run one of its own on a thread (for `submit` callers)."""
@@ -144,7 +149,7 @@ class IntakeWriter:
             self._abandon()
             return await waiter
         self._group.append((item, waiter, outcome))
-        if len(self._group) >= self._max_group:
+        if len(self._group) >= self._max_group or self.one_sender():
             self._commit()
         elif not self._ticking:
             self._ticking = True

@@ -64,6 +64,18 @@ def test_no_outcome_before_the_commit(intake, sessions):
     assert (status, after) == ("PROCESSED", (1, 1))
 
 
+def test_with_one_sender_the_message_commits_without_waiting_for_quiet_turns(intake, sessions):
+    """A lone sender waits for each ACK, so nothing can join its group: commit at once."""
+    async def scenario() -> list:
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
+        writer.one_sender = lambda: True
+        task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
+        await asyncio.sleep(0)   # one turn: store() runs up to its wait, no quiet turns yet
+        return [writer.commits, _committed(sessions), (await task).status]
+
+    assert asyncio.run(scenario()) == [1, (1, 1), "PROCESSED"]
+
+
 def test_a_message_whose_connection_went_away_is_still_committed(intake, sessions):
     async def scenario() -> None:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)

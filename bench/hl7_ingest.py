@@ -1,8 +1,9 @@
 """Sustained HL7 ingest: MLLP frame in -> durable commit -> ACK out, against a bare baseline.
 
-The broker side is the real one (MllpServer + IntakeWriter + Hl7Intake on SQLite, WAL,
-synchronous=FULL); the baseline is an MLLP echo that only INSERTs the raw bytes durably into
-SQLite and answers a fixed ACK. Senders run in a separate process, one thread per connection,
+The broker side is the real one, built as `broker serve` builds it (MllpServer + IntakeWriter
++ Hl7Intake on SQLite, WAL; each frame fsynced in the intake journal before its ACK, the
+writer's commits without an fsync of their own); the baseline is an MLLP echo that only
+INSERTs the raw bytes durably into SQLite and answers a fixed ACK. Senders run in a separate process, one thread per connection,
 each waiting for its ACK before sending the next message (as an EHR interface engine does).
 Prints messages/s per round, the median and spread, and the broker/baseline ratio; and the
 servers' CPU time per message (this process: the senders run in another), which moves less than
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     logging.disable(logging.INFO)  # per-message INFO lines would measure the terminal
     print(f"HL7 ingest: ORM^O01 v2.3.1, {count} messages per round, {rounds} rounds; "
-          f"SQLite WAL synchronous=FULL; python {sys.version.split()[0]}")
+          f"SQLite WAL; broker: intake journal fsync per ACK, baseline: synchronous=FULL; "
+          f"python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         loop = LoopThread()

@@ -10,7 +10,7 @@ the last commits, whole). The ACK leaves when both the commit and the journal fs
 
 After an OS crash or power loss, start-up replays the records the database does not hold
 (inbound_message.journal_seq says how far it got) before the listener opens. Segments are
-deleted once the database file and its WAL have been fsynced past their last record: at each
+deleted once the database's WAL has been fsynced past their last record: at each
 rotation, and at a clean stop, which leaves no journal behind.
 """
 from __future__ import annotations
@@ -305,17 +305,21 @@ class IntakeJournal:
 
 
 def sync_database(database: Path) -> None:
-    """Fsync the SQLite file and its WAL: every transaction committed before this call is
-    then durable, whatever the committing connection's synchronous setting was."""
-    for path in (database, Path(f"{database}-wal")):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Fsync the database's WAL: every transaction committed before this call is then
+    durable, whatever the committing connection's synchronous setting was.
+
+    The WAL suffices: a committed page leaves it only through a checkpoint that completed,
+    and a completed checkpoint fsyncs the database file (synchronous NORMAL or FULL). The
+    database file itself is never opened here: closing any descriptor of it would drop the
+    POSIX locks SQLite holds on it for this process."""
+    try:
+        fd = os.open(f"{database}-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        return  # no WAL: the last connection checkpointed it into the synced database file
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _run_all(callbacks: list[Callable[[], None]]) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.store.journal import IntakeJournal, JournalBusy
+from broker.store.journal import IntakeJournal, JournalBusy, sync_database
 from broker.store.journal_file import read_segment, segment_files
 
 WHEN = datetime(2026, 11, 23, 8, 15, 0, 123456)
@@ -162,6 +163,28 @@ def test_waiters_run_on_the_loop_only_after_the_fsync_returned(tmp_path, databas
     main = threading.current_thread()
     assert asyncio.run(scenario()) == ["fsyncs before release: 0", "callback on loop thread True"]
     journal.close()
+
+
+def test_syncing_the_database_keeps_the_locks_sqlite_holds_on_it(tmp_path):
+    # Closing any descriptor of a file drops every POSIX lock this process holds on it: the
+    # sync must not open the database file, or another process could, for one, switch it out
+    # of WAL mode under a reader.
+    path = tmp_path / "live.db"
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("PRAGMA journal_mode=WAL")
+        reader.execute("CREATE TABLE t (x)")
+        reader.execute("INSERT INTO t VALUES (1)")
+        reader.execute("BEGIN")
+        reader.execute("SELECT x FROM t").fetchall()
+        sync_database(path)
+        other = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1], "
+             "timeout=0, isolation_level=None).execute('PRAGMA journal_mode=DELETE').fetchone()[0])",
+             str(path)], capture_output=True, text=True, timeout=60)
+    finally:
+        reader.close()
+    assert "database is locked" in other.stderr and other.stdout == ""
 
 
 def _end_of_records(segment: Path) -> int:

@@ -1,10 +1,10 @@
-"""The HL7 intake journal: every received frame made durable in a small append-only file.
+"""The HL7 intake journal: a lone sender's frames made durable in a small append-only file.
 
-"Store, then acknowledge" needs the raw bytes on disk before the ACK leaves. With one sender a
+"Store, then acknowledge" needs the raw bytes on disk before the ACK leaves. A lone sender's
 message waits for its own fsync, and SQLite's commit fsyncs the ~25 pages an order writes
 after the message was parsed and applied: the two costs add up. The journal takes the raw
 bytes first and a thread fsyncs them while the loop parses, applies and commits the message;
-the writer's database connection then commits without an fsync of its own
+that commit then goes without an fsync of its own
 (synchronous=NORMAL: a commit survives a crash of the process, and an OS crash loses at most
 the last commits, whole). The ACK leaves when both the commit and the journal fsync are done.
 
@@ -39,8 +39,8 @@ class JournalBusy(OSError):
 
 
 class IntakeJournal:
-    """Appends on the writer's loop; one thread fsyncs whatever was appended (several senders'
-    messages share an fsync) and then runs the callbacks waiting for it on the loop."""
+    """Appends on the writer's loop; one thread fsyncs whatever was appended so far and then
+    runs the callbacks waiting for it on the loop."""
 
     def __init__(self, folder: Path, database: Path, token: str,
                  segment_bytes: int = SEGMENT_BYTES,
@@ -120,9 +120,8 @@ class IntakeJournal:
 
     # ---- on the writer's loop ------------------------------------------------------------
 
-    def append(self, raw: bytes, peer: str, received_at: datetime, sync: bool = True) -> int:
-        """Write one received frame; returns its sequence number. Not yet durable: with `sync`
-        an fsync starts now, else at the next sync_soon or after_sync."""
+    def append(self, raw: bytes, peer: str, received_at: datetime) -> int:
+        """Write one received frame; returns its sequence number. Its fsync starts now."""
         record = encode_record(self._next, received_at, peer, raw)
         if self._size + len(record) > self._segment_bytes and self._appended >= self._next_first:
             self._rotate()
@@ -138,18 +137,9 @@ class IntakeJournal:
         self._size += len(record)
         seq, self._next = self._next, self._next + 1
         with self._cond:
-            self._appended = seq
-            if sync:
-                self._requested = seq
-                self._cond.notify()
+            self._appended = self._requested = seq
+            self._cond.notify()
         return seq
-
-    def sync_soon(self) -> None:
-        """Start an fsync of everything appended (unless one covering it is under way)."""
-        with self._cond:
-            if self._requested < self._appended:
-                self._requested = self._appended
-                self._cond.notify()
 
     def after_sync(self, seq: int, callback: Callable[[], None]) -> None:
         """Run `callback` on the loop once record `seq` is on disk (at once if it is)."""

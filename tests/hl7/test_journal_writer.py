@@ -1,5 +1,6 @@
-"""The intake writer with its journal: the ACK waits for the journal's fsync, the database
-commit needs none of its own, and a clean stop leaves no journal."""
+"""The intake writer with its journal: a lone sender's ACK waits for the journal's fsync and
+the database commit needs none of its own; groups of several senders commit durably and are
+not journalled; a clean stop leaves no journal."""
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,9 @@ def test_the_ack_waits_for_the_journal_fsync_as_well_as_the_commit(intake, sessi
 
     async def scenario() -> list:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), journal=journal)
+        writer.one_sender = lambda: True
         task = asyncio.ensure_future(writer.store(orm("J1", "NW"), "10.1.1.1:3000"))
-        for _ in range(200):  # well past the group's quiet turns
+        for _ in range(20):
             await asyncio.sleep(0)
         before = (writer.commits, task.done(), len(_rows(sessions)))
         fsync.gate.set()
@@ -76,6 +78,7 @@ def test_rows_carry_their_journal_record_and_its_time(intake, sessions, database
 
     async def scenario() -> None:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), journal=journal)
+        writer.one_sender = lambda: True
         for n in range(3):
             await writer.store(orm(f"J{n}", "NW", placer=f"P{n}", accession=f"A{n}"), "peer")
         records = read_segment(segment_files(folder)[0])[0]
@@ -93,6 +96,7 @@ def test_only_the_writers_connection_commits_without_fsync(intake, sessions, dat
 
     async def scenario() -> tuple[int, int]:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), journal=journal)
+        writer.one_sender = lambda: True
         await writer.store(orm("J1", "NW"), "peer")
         mine = writer._open().execute(text("PRAGMA synchronous")).scalar()
         with sessions() as session:
@@ -105,24 +109,31 @@ def test_only_the_writers_connection_commits_without_fsync(intake, sessions, dat
         assert session.execute(text("PRAGMA synchronous")).scalar() == 2
 
 
-def test_several_senders_messages_share_one_journal_fsync(intake, sessions, database_url):
+def test_groups_of_several_senders_commit_durably_and_are_not_journalled(intake, sessions,
+                                                                           database_url):
     fsync = CountingFsync()
     journal = _journal(intake, database_url, fsync)
 
-    async def scenario() -> list[int]:
+    async def scenario() -> list:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), journal=journal)
-        counts = []
-        for first in (0, 6):  # two bursts, as from six connections at once
-            before = fsync.calls
-            await asyncio.gather(*(writer.store(orm(f"S{n}", "NW", placer=f"P{n}",
-                                                    accession=f"A{n}"), "peer")
-                                   for n in range(first, first + 6)))
-            counts.append(fsync.calls - before)
+        senders = 6
+        writer.one_sender = lambda: senders == 1
+        await asyncio.gather(*(writer.store(orm(f"S{n}", "NW", placer=f"P{n}",
+                                                accession=f"A{n}"), "peer") for n in range(6)))
+        several = (writer.commits, fsync.calls, _synchronous(writer))
+        senders = 1   # the others disconnected
+        await writer.store(orm("S6", "NW", placer="P6", accession="A6"), "peer")
+        alone = (writer.commits, fsync.calls, _synchronous(writer))
         writer.stop()
-        return counts
+        return [several, alone]
 
-    # The first burst follows single-message groups: its first message starts an fsync at
-    # once, the other five share the group's. After a larger group, all six share one.
-    assert asyncio.run(scenario()) == [2, 1]
+    # Six together: one group, one durable commit (FULL), no journal fsync. Then a lone
+    # sender's message: journalled and fsynced there, its commit without an fsync (NORMAL).
+    assert asyncio.run(scenario()) == [(1, 0, 2), (2, 1, 1)]
+    assert [seq for seq, _, _ in _rows(sessions)] == [None] * 6 + [1]
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Order)) == 12
+        assert session.scalar(select(func.count()).select_from(Order)) == 7
+
+
+def _synchronous(writer: IntakeWriter) -> int:
+    return writer._open().execute(text("PRAGMA synchronous")).scalar()

@@ -66,13 +66,16 @@ def journaled_database(settings: Settings) -> Path | None:
     return Path(url.database).resolve()
 
 
-def start_intake_writer(settings: Settings, intake: Hl7Intake,
-                        loop: asyncio.AbstractEventLoop) -> IntakeWriter:
-    """The HL7 writer for `loop`; with a journal, what it holds and the database lacks is
-    stored first (after a crash of the machine)."""
+def mllp_intake(settings: Settings, intake: Hl7Intake,
+                loop: asyncio.AbstractEventLoop) -> tuple[IntakeWriter, MllpServer]:
+    """The HL7 writer for `loop` and the listener feeding it (not yet started). With a
+    journal, what it holds and the database lacks is stored first (after a machine crash)."""
     database = journaled_database(settings)
     journal = open_journal(intake, database) if database is not None else None
-    return IntakeWriter(intake, settings.hl7.max_group, loop=loop, journal=journal).start()
+    writer = IntakeWriter(intake, settings.hl7.max_group, loop=loop, journal=journal).start()
+    server = MllpServer(writer.store, settings.hl7)
+    writer.one_sender = server.one_connection
+    return writer, server
 
 
 @dataclass
@@ -129,9 +132,7 @@ class Broker:
     def _start_mllp(self, intake: Hl7Intake) -> None:
         # SQLite has one writer: the listener's loop applies messages and commits them in groups.
         loop = asyncio.new_event_loop()
-        writer = start_intake_writer(self.settings, intake, loop)
-        server = MllpServer(writer.store, self.settings.hl7)
-        writer.one_sender = server.one_connection
+        writer, server = mllp_intake(self.settings, intake, loop)
         self.mllp_server = server
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()

@@ -171,7 +171,7 @@ class Message:
         """How many repetitions a field carries (0 when empty)."""
         if fields is None or number >= len(fields) or not fields[number]:
             return 0
-        return len(fields[number].split(self.sep.repetition))
+        return len(self._tree(fields[number]))
 
     def get(self, segment: str, number: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
         """A value of the first segment named `segment`."""

@@ -58,8 +58,7 @@ class IntakeJournal:
         self._size = 0
         self._next = 1
         self._next_first = 1   # first seq of the open segment
-        self._appended = 0     # last seq written to the segment
-        self._requested = 0    # last seq someone waits to see on disk
+        self._appended = 0     # last seq written to the segment (its fsync is under way)
         self._synced = 0       # last seq known to be on disk
         self._committed = 0    # last seq whose database transaction committed
         self._rotated: list[tuple[Path, int]] = []   # (segment, its last seq), already synced
@@ -108,7 +107,7 @@ class IntakeJournal:
             path.unlink(missing_ok=True)
         self._recovered = []
         self._next = next_seq
-        self._appended = self._requested = self._synced = self._committed = next_seq - 1
+        self._appended = self._synced = self._committed = next_seq - 1
         self._open_segment()
         self._thread = threading.Thread(target=self._run, name="hl7-journal", daemon=True)
         self._thread.start()
@@ -137,18 +136,15 @@ class IntakeJournal:
         self._size += len(record)
         seq, self._next = self._next, self._next + 1
         with self._cond:
-            self._appended = self._requested = seq
+            self._appended = seq
             self._cond.notify()
         return seq
 
     def after_sync(self, seq: int, callback: Callable[[], None]) -> None:
         """Run `callback` on the loop once record `seq` is on disk (at once if it is)."""
         with self._cond:
-            if seq > self._synced:
+            if seq > self._synced:  # its append started the fsync that will cover it
                 self._waiting.append((seq, callback))
-                if seq > self._requested:
-                    self._requested = self._appended
-                    self._cond.notify()
                 return
         callback()
 
@@ -156,9 +152,6 @@ class IntakeJournal:
         """Block until everything appended so far is on disk (not on the loop's hot path)."""
         with self._cond:
             target = self._appended
-            if target > self._requested:
-                self._requested = target
-                self._cond.notify_all()
             while self._synced < target and self._thread is not None:
                 self._cond.wait()
 
@@ -242,9 +235,9 @@ class IntakeJournal:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._synced >= self._requested and not self._stopping:
+                while self._synced >= self._appended and not self._stopping:
                     self._cond.wait()
-                if self._synced >= self._requested and self._synced >= self._appended:
+                if self._synced >= self._appended:
                     return  # stopping, and nothing is left to sync
                 target = self._appended
             with self._io:

@@ -14,5 +14,5 @@ def scheduled_end(start: datetime | None, sent_end: datetime | None,
     if sent_end is not None and (start is None or sent_end >= start):
         return sent_end
     if start is not None and duration_minutes > 0:
-        return start + timedelta(minutes=duration_minutes)
+        return start + timedelta(0, duration_minutes * 60)  # positional: half the cost
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,19 +105,34 @@ def build_ack(header: AckHeader, code: str, text: str = "",
             parts = _templates.get(key) or _hl7apy_template(
                 header.version, code, error, bool(header.trigger_event), bool(text), app, facility)
             _templates[key] = parts
+    safe_text = _safe(text) if text else ""
     values = {
         "RECAPP": _safe(header.sending_application),
         "RECFAC": _safe(header.sending_facility),
-        "STAMP": (now or datetime.now()).strftime("%Y%m%d%H%M%S"),
+        "STAMP": now.strftime("%Y%m%d%H%M%S") if now is not None else _stamp(),
         "TRIGGER": _safe(header.trigger_event),
         "CONTROLID": f"ACK{next(_counter):010d}",
         "PROCID": _safe(header.processing_id),
         "REFID": _safe(header.control_id),
-        "TEXT": _safe(text)[:80],
-        "ERRTEXT": _safe(text),
+        "TEXT": safe_text[:80],
+        "ERRTEXT": safe_text,
     }
     out = [part if i % 2 == 0 else values[part] for i, part in enumerate(parts)]
     return "".join(out).encode("ascii", "replace")
+
+
+# (second, MSH-7 text): every ACK of one second carries the same time stamp.
+_last_stamp: tuple[int, str] = (0, "")
+
+
+def _stamp() -> str:
+    """The local time now as an HL7 TS, to the second."""
+    global _last_stamp
+    second = int(time.time())
+    last = _last_stamp
+    if last[0] != second:
+        last = _last_stamp = (second, time.strftime("%Y%m%d%H%M%S", time.localtime(second)))
+    return last[1]
 
 
 _NEEDS_ESCAPE = re.compile(r"[\\|^&~\r\n]")
@@ -124,8 +140,10 @@ _NEEDS_ESCAPE = re.compile(r"[\\|^&~\r\n]")
 
 def _safe(text: str) -> str:
     """Escape HL7 delimiters and keep the ACK ASCII, whatever the sender's text held."""
+    if text.isalnum() and text.isascii():
+        return text  # the usual application name, control id or event code
     if text.isascii() and not _NEEDS_ESCAPE.search(text):
-        return text  # the usual control id or application name: nothing to do
+        return text  # nothing to escape
     text = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\")
     text = text.replace("&", "\\T\\").replace("~", "\\R\\")
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")

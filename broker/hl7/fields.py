@@ -20,15 +20,18 @@ def parse_ts(value: str, where: str) -> datetime | None:
     """HL7 TS/DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as a naive local datetime."""
     if not value:
         return None
-    found = _TS.match(value)
-    core = found.group(1) if found else ""
+    if len(value) <= 14 and value.isascii() and value.isdigit():
+        core = value  # the usual value: digits only, without fraction or offset
+    else:
+        found = _TS.match(value)
+        core = found.group(1) if found else ""
     if len(core) in (4, 6):  # DTM precision to the year or month (HL7 v2.5.1 2.A.22)
         core = core + "0101"[len(core) - 4:]
     if len(core) not in (8, 10, 12, 14):
         raise FieldError(f"{where}: not a valid date/time ({len(value)} characters)")
-    parts = [int(core[i:i + 2]) for i in range(4, len(core), 2)]
     try:
-        return datetime(int(core[:4]), *parts)
+        return datetime(int(core[:4]), int(core[4:6]), int(core[6:8]), int(core[8:10] or 0),
+                        int(core[10:12] or 0), int(core[12:14] or 0))
     except ValueError:
         # The value itself is not quoted: it may be a birth date, and errors reach the log.
         raise FieldError(f"{where}: not a valid date/time ({len(value)} characters)") from None
@@ -49,8 +52,15 @@ def xpn(msg: Message, segment: list[str] | None, number: int, rep: int = 1) -> P
 
 
 def xcn_as_pn(msg: Message, segment: list[str] | None, number: int) -> str:
-    """An XCN (id^family^given^middle^suffix^prefix) as a DICOM PN value."""
-    return _name(msg.components(segment, number), 1).alphabetic()
+    """An XCN (id^family^given^middle^suffix^prefix) as a DICOM PN value (the alphabetic
+    group of PersonName, built without one: two are read per order)."""
+    parts = msg.components(segment, number)[1:6]
+    if len(parts) < 5:
+        parts += [""] * (5 - len(parts))
+    pn = [parts[0], parts[1], parts[2], parts[4], parts[3]]  # PN: family^given^middle^prefix^suffix
+    while pn and not pn[-1]:
+        pn.pop()
+    return "^".join(pn)
 
 
 def _name(parts: list[str], first: int) -> PersonName:

@@ -60,16 +60,17 @@ def order_groups(msg: Message) -> list[OrderGroup]:
 # Where an address's segment is found: the order group's IPC, the group, or the message.
 _IPC, _GROUP, _MESSAGE = 0, 1, 2
 # An address resolved for reading: (where, segment name or group attribute, field, component,
-# subcomponent, read as a person name).
-_Step = tuple[int, str, int, int, int, bool]
+# subcomponent, read as a person name, the address as written for error messages).
+_Step = tuple[int, str, int, int, int, bool, str]
 
 
 def _steps(addresses: tuple[Address, ...], person: bool) -> tuple[_Step, ...]:
     return tuple(
-        (_IPC, "ipc", a.field, a.component, a.subcomponent or 1, person) if a.segment == "IPC" else
-        (_GROUP, a.segment.lower(), a.field, a.component, a.subcomponent or 1, person)
+        (_IPC, "ipc", a.field, a.component, a.subcomponent or 1, person, str(a))
+        if a.segment == "IPC" else
+        (_GROUP, a.segment.lower(), a.field, a.component, a.subcomponent or 1, person, str(a))
         if a.segment in GROUP_SEGMENTS else
-        (_MESSAGE, a.segment, a.field, a.component, a.subcomponent or 1, person)
+        (_MESSAGE, a.segment, a.field, a.component, a.subcomponent or 1, person, str(a))
         for a in addresses)
 
 
@@ -97,7 +98,7 @@ class OrderReader:
     def value(self, name: str, group: OrderGroup, ipc: list[str] | None = None) -> str:
         """The first non-empty value of `name` at its mapped addresses."""
         msg = self.msg
-        for where, segment, number, comp, sub, person in self._plan[name]:
+        for where, segment, number, comp, sub, person, _ in self._plan[name]:
             seg = (ipc if where == _IPC else getattr(group, segment) if where == _GROUP
                    else msg.segment(segment))
             if seg is None:
@@ -107,21 +108,28 @@ class OrderReader:
                 return found
         return ""
 
-    def _read(self, address: Address, group: OrderGroup, ipc: list[str] | None,
-              person: bool) -> str:
-        seg = self._segment(address.segment, group, ipc)
-        if seg is None:
-            return ""
-        if person:
-            return xcn_as_pn(self.msg, seg, address.field)
-        return self.msg.field(seg, address.field, 1, address.component, address.subcomponent or 1)
+    def located(self, name: str, group: OrderGroup,
+                ipc: list[str] | None = None) -> tuple[str, str]:
+        """Like value(), with the address it was read from ("" when none had a value)."""
+        msg = self.msg
+        for where, segment, number, comp, sub, _, address in self._plan[name]:
+            seg = (ipc if where == _IPC else getattr(group, segment) if where == _GROUP
+                   else msg.segment(segment))
+            found = msg.field(seg, number, 1, comp, sub)
+            if found:
+                return found, address
+        return "", ""
 
-    def _segment(self, name: str, group: OrderGroup, ipc: list[str] | None) -> list[str] | None:
-        if name == "IPC":
-            return ipc
-        if name in GROUP_SEGMENTS:
-            return getattr(group, name.lower())
-        return self.msg.segment(name)
+    def coded(self, name: str, group: OrderGroup) -> list[str]:
+        """The components of the first mapped CE field of `name` whose code is not empty."""
+        msg = self.msg
+        for where, segment, number, _, _, _, _ in self._plan[name]:
+            seg = (None if where == _IPC else getattr(group, segment) if where == _GROUP
+                   else msg.segment(segment))
+            parts = msg.components(seg, number)
+            if parts and parts[0]:
+                return parts
+        return []
 
 
 def read_patient(msg: Message, patient_id_issuer: str = "", default_issuer: str = "",
@@ -229,13 +237,8 @@ def _procedures(reader: OrderReader, group: OrderGroup, accession: str, placer: 
 
 def _coded(reader: OrderReader, group: OrderGroup) -> tuple[str, str, str]:
     """The requested procedure code as (value, meaning, scheme) from the first mapped CE."""
-    for address in reader.mappings.addresses("procedure_code", reader.version, reader.sender):
-        seg = reader._segment(address.segment, group, None)
-        code = reader.msg.field(seg, address.field, comp=1)
-        if code:
-            return (code, reader.msg.field(seg, address.field, comp=2),
-                    reader.msg.field(seg, address.field, comp=3))
-    return "", "", ""
+    parts = reader.coded("procedure_code", group) + ["", ""]
+    return parts[0], parts[1], parts[2]
 
 
 def _step(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, procedure_id: str,
@@ -264,9 +267,7 @@ def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, moda
     name = reader.value("station_name", group, ipc)
     if sent:
         return (sent[:16],), name or definition.station_name
-    rule = reader.mappings.station_for({
-        "modality": modality, "procedure_code": definition.code, "location": location,
-        "sender": reader.msg.get("MSH", 3)})
+    rule = reader.mappings.station(modality, definition.code, location, reader.msg.get("MSH", 3))
     if rule is not None:
         return rule.station_ae_titles, name or rule.station_name
     return definition.station_ae_titles, name or definition.station_name
@@ -274,11 +275,8 @@ def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, moda
 
 def _time(reader: OrderReader, group: OrderGroup, name: str) -> datetime | None:
     """The order group's `name` ("start" or "end") date/time, from the first mapped address."""
-    for address in reader.mappings.addresses(name, reader.version, reader.sender):
-        value = reader._read(address, group, group.ipcs[0] if group.ipcs else None, False)
-        if value:
-            return parse_ts(value, str(address))
-    return None
+    value, address = reader.located(name, group, group.ipcs[0] if group.ipcs else None)
+    return parse_ts(value, address) if value else None
 
 
 def _missing_uid(policy: OrderPolicy, accession: str, procedure_id: str) -> str:

@@ -28,6 +28,7 @@ ORDER_FIELDS = (
 _ADDRESS = re.compile(r"^([A-Z][A-Z0-9]{2})-(\d{1,3})(?:\.(\d{1,2}))?(?:\.(\d{1,2}))?$")
 _SENDER_KEYS = {"fields", "patient_id_issuer", "default_issuer"}
 _RULE_MATCH = ("modality", "procedure_code", "location", "sender")
+_UNKNOWN = object()  # not yet in SiteMappings._stations (None is an answer there)
 _RULE_SET = {"station_ae_titles": list, "station_name": str}
 
 
@@ -83,6 +84,10 @@ class SiteMappings:
     # addresses() answers, per (name, version, sender override): asked ~17 times per order.
     _resolved: dict[tuple, tuple[Any, tuple[Address, ...]]] = field(
         default_factory=dict, compare=False, repr=False)
+    # station() answers by (modality, procedure code, location, sender): a department's orders
+    # repeat a few such combinations, and every order asks.
+    _stations: dict[tuple[str, str, str, str], StationRule | None] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def sender(self, app: str, facility: str) -> SenderOverride | None:
         """The override for "APP|FACILITY", else for "APP", else None."""
@@ -111,6 +116,19 @@ class SiteMappings:
     def station_for(self, values: dict[str, str]) -> StationRule | None:
         """The first station rule matching the order's modality/procedure/location/sender."""
         return next((rule for rule in self.station_rules if rule.matches(values)), None)
+
+    def station(self, modality: str, procedure_code: str, location: str,
+                sender: str) -> StationRule | None:
+        """station_for() of these values, remembered."""
+        key = (modality, procedure_code, location, sender)
+        rule = self._stations.get(key, _UNKNOWN)
+        if rule is not _UNKNOWN:
+            return rule
+        rule = self.station_for(dict(zip(_RULE_MATCH, key)))
+        if len(self._stations) >= 4096:  # distinct combinations from free-text locations
+            self._stations.clear()
+        self._stations[key] = rule
+        return rule
 
 
 def load_site_mappings(folder: Path) -> SiteMappings:

@@ -18,6 +18,8 @@ from broker.hl7.fields import FieldError, parse_date, parse_ts
     ("202611", datetime(2026, 11, 1)),
     ("20261324", FieldError), ("2026112", FieldError), ("2026-11-24", FieldError),
     ("20261124093", FieldError), ("abcdefgh", FieldError),
+    ("202611240930151", FieldError), ("20261124240000", FieldError),
+    ("20261124000000", datetime(2026, 11, 24)),
 ])
 def test_parse_ts(value, expected):
     if expected is FieldError:

@@ -35,6 +35,17 @@ def test_shipped_mappings_load():
     assert rule is not None and rule.station_ae_titles == ("CT_ER",)
 
 
+def test_station_answers_as_station_for_and_remembers():
+    mappings = load_site_mappings(mappings_dir())
+    for values in [("CT", "", "er", "EPIC"), ("CT", "", "ward", "EPIC"), ("MR", "", "er", "")]:
+        expected = mappings.station_for(dict(zip(
+            ("modality", "procedure_code", "location", "sender"), values)))
+        assert mappings.station(*values) is expected
+        assert mappings.station(*values) is expected  # from the remembered answers
+    assert mappings.station("CT", "", "er", "EPIC").station_ae_titles == ("CT_ER",)
+    assert mappings.station("XA", "", "", "") is None
+
+
 @pytest.mark.parametrize("text, address", [
     ("OBR-18", ("OBR", 18, 1, 0)), ("ORC-7.4", ("ORC", 7, 4, 0)),
     ("PID-3.4.1", ("PID", 3, 4, 1)), ("ZDS-1", ("ZDS", 1, 1, 0)),

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -122,19 +122,39 @@ class FastStatement:
 
 
 def _faster(kind: Any, dialect: Any, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """SQLite's DateTime processor fills a %-format from a dict (~3 us a value); isoformat
-    writes the same text (YYYY-MM-DD HH:MM:SS.ffffff) for a naive datetime in a third of that."""
+    """Cheaper equivalents of two bind processors the HL7 path runs for every order."""
+    if isinstance(kind, JSON):
+        # Most steps carry no protocol codes and no extra attributes: their text is fixed.
+        empty = {list: process([]), dict: process({})}
+
+        def json_value(value: Any) -> Any:
+            return empty[type(value)] if not value and type(value) in empty else process(value)
+        return json_value
     if dialect.name != "sqlite" or not isinstance(kind, DateTime):
         return process
     impl = kind.dialect_impl(dialect)
     if not isinstance(impl, SQLITE_DATETIME) or impl._storage_format != SQLITE_DATETIME._storage_format:
         return process
 
+    # SQLite's DateTime processor fills a %-format from a dict (~3 us a value); isoformat
+    # writes the same text (YYYY-MM-DD HH:MM:SS.ffffff) for a naive datetime in a third of
+    # that. A row's created_at and updated_at are one object: the last text is kept.
     def iso(value: Any) -> Any:
+        global _last_iso
+        last = _last_iso
+        if value is last[0]:
+            return last[1]
         if type(value) is datetime and value.tzinfo is None:
-            return value.isoformat(" ", "microseconds")
+            text = value.isoformat(" ", "microseconds")
+            _last_iso = (value, text)
+            return text
         return process(value)
     return iso
+
+
+# (datetime, its text) last converted by a fast DateTime processor; the tuple holds the
+# datetime, so no other object can reuse its identity while it is here.
+_last_iso: tuple[Any, str] = (object(), "")
 
 
 def _translated(sql: str, values: Any, exc: Exception, conn: Any) -> Exception:

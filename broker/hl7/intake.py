@@ -3,7 +3,8 @@
 frame -> prepare (parse, map, AA ACK: no database) -> (resend?) -> insert raw -> SAVEPOINT
 apply -> COMMIT -> ACK out. A failed apply rolls back to the savepoint only: the raw message
 still commits, as FAILED, and can be reprocessed. The caller sends the ACK only after the commit
-returned ("store, then ack").
+returned ("store, then ack"). The first message of a transaction goes without the savepoint:
+its failure rolls the whole transaction back and stores the raw message again, as it ended.
 
 `prepare` needs no database (parsing, mapping, building the AA); `process` is the part that
 needs the transaction, so a group of prepared messages can share one (hl7.writer).
@@ -23,7 +24,7 @@ from broker.hl7 import ack
 from broker.hl7.fields import FieldError
 from broker.hl7.message import Hl7ParseError, Message, parse
 from broker.mapping.site import SiteMappings
-from broker.store.fastsql import savepoint
+from broker.store.fastsql import rollback_held, savepoint
 from broker.store.merge import MergeError
 from broker.store.models import InboundMessage
 from broker.store.order_rows import (
@@ -156,8 +157,10 @@ class Hl7Intake:
         with self._sessions.begin() as session:
             return self.process(session, item)
 
-    def process(self, session: Session, item: Prepared) -> Outcome:
-        """Store and apply one prepared message inside the caller's transaction (the caller commits)."""
+    def process(self, session: Session, item: Prepared, first: bool = False) -> Outcome:
+        """Store and apply one prepared message inside the caller's transaction (the caller
+        commits). `first`: the transaction holds nothing else yet, and `session` is held
+        across transactions (fastsql.commit_held), so a failure may roll all of it back."""
         msg, peer = item.msg, item.peer
         if msg is None:
             ack_bytes = ack.fallback_ack(item.raw, item.unreadable)
@@ -170,13 +173,18 @@ class Hl7Intake:
         message_id = self._insert(session, item, "PROCESSED", "", item.accept_ack)
         if message_id is None:
             return self._resend(session, item)
-        status, text, error = self._apply(session, message_id, item)
+        status, text, error, unexpected = self._apply(session, message_id, item, first)
         if status == "PROCESSED" and item.accept_ack:
             ack_bytes = item.accept_ack
         else:
             ack_bytes = ack.build_ack(ack.AckHeader.of(msg), _CODES[status], text, error)
-            CORRECT_MESSAGE.run(session, {"b_id": message_id, "b_status": status,
-                                          "b_error": text, "b_ack": ack_bytes})
+            if first and status != "PROCESSED":  # rolled back with the apply: store it again
+                message_id = self._insert(session, item, status, text, ack_bytes)
+            else:
+                CORRECT_MESSAGE.run(session, {"b_id": message_id, "b_status": status,
+                                              "b_error": text, "b_ack": ack_bytes})
+        if unexpected is not None:
+            _log_unexpected(message_id, msg, unexpected)
         self._log(item, message_id, status, text)
         return Outcome(status, ack_bytes, message_id)
 
@@ -202,37 +210,50 @@ class Hl7Intake:
             item = self.prepare(row.raw, "reprocess")
             if item.msg is None:
                 raise ValueError(f"message #{message_id} is not readable HL7: {item.unreadable}")
-            status, text, error = self._apply(session, row.id, item)
+            status, text, error, unexpected = self._apply(session, row.id, item)
+            if unexpected is not None:
+                _log_unexpected(message_id, item.msg, unexpected)
             ack_bytes = ack.build_ack(ack.AckHeader.of(item.msg), _CODES[status], text, error)
             FINISH_MESSAGE.run(session, {"b_id": message_id, "b_status": status, "b_error": text,
                                          "b_ack": ack_bytes, "b_at": utcnow()})
             self._log(item, message_id, status, text)
             return Outcome(status, ack_bytes, message_id)
 
-    def _apply(self, session: Session, message_id: int,
-               item: Prepared) -> tuple[str, str, tuple[str, str] | None]:
-        """Run the handler in a savepoint: (status, error text, ACK error condition)."""
-        msg = item.msg
+    def _apply(self, session: Session, message_id: int, item: Prepared, whole: bool = False
+               ) -> tuple[str, str, tuple[str, str] | None, Exception | None]:
+        """Run the handler: (status, error text, ACK error condition, the exception when it
+        was a bug). A failure undoes the apply: back to a savepoint, or with `whole` (nothing
+        else in the transaction) the whole transaction, raw row included."""
         try:
-            with savepoint(session):  # a failure undoes the apply, not the raw row
-                if item.refusal is not None:
-                    raise item.refusal
-                if isinstance(item.handler, StagedHandler):
-                    item.handler.apply(session, msg, item.plan, message_id, self.ctx)
-                else:
-                    item.handler(session, msg, message_id, self.ctx)
+            if whole:
+                try:
+                    self._run(session, message_id, item)
+                    session.flush()  # the ORM's pending rows fail here, not at the commit
+                except BaseException:
+                    rollback_held(session)
+                    raise
+            else:
+                with savepoint(session):  # a failure undoes the apply, not the raw row
+                    self._run(session, message_id, item)
         except Rejected as exc:
-            return "REJECTED", str(exc), exc.error
+            return "REJECTED", str(exc), exc.error, None
         except Failed as exc:
-            return "FAILED", str(exc), exc.error
+            return "FAILED", str(exc), exc.error, None
         except Exception as exc:  # noqa: BLE001 - an unexpected bug must still be answered and kept
             error = next((e for kind, e in _FAILURES if isinstance(exc, kind)), None)
             if error is not None:
-                return "FAILED", str(exc), error
-            log.error("hl7 message #%s (control id %s): processing failed", message_id,
-                      msg.control_id, exc_info=exc)
-            return "FAILED", "internal error while processing the message", ack.ERR_APPLICATION
-        return "PROCESSED", "", None
+                return "FAILED", str(exc), error, None
+            return ("FAILED", "internal error while processing the message", ack.ERR_APPLICATION,
+                    exc)
+        return "PROCESSED", "", None, None
+
+    def _run(self, session: Session, message_id: int, item: Prepared) -> None:
+        if item.refusal is not None:
+            raise item.refusal
+        if isinstance(item.handler, StagedHandler):
+            item.handler.apply(session, item.msg, item.plan, message_id, self.ctx)
+        else:
+            item.handler(session, item.msg, message_id, self.ctx)
 
     @staticmethod
     def _log(item: Prepared, message_id: int, status: str, text: str) -> None:
@@ -268,3 +289,8 @@ class Hl7Intake:
             message_type=msg.message_type[:32] if msg else "", peer=item.peer[:64], raw=item.raw,
             received_at=item.received_at or now, status=status, error=error, ack=ack_bytes,
             processed_at=now, attempts=1, journal_seq=item.journal_seq))
+
+
+def _log_unexpected(message_id: int, msg: Message, exc: Exception) -> None:
+    log.error("hl7 message #%s (control id %s): processing failed", message_id,
+              msg.control_id, exc_info=exc)

@@ -2,9 +2,10 @@
 committed in groups.
 
 SQLite has one writer and a durable commit (WAL, synchronous=FULL) costs an fsync. Messages
-that arrive together on several connections are applied in one transaction, each in its own
-savepoint, and committed once; every ACK is released only after that commit returned, so
-"stored before acknowledged" holds for each message of the group.
+that arrive together on several connections are applied in one transaction, each after the
+first in its own savepoint (the first is undone with the transaction), and committed once;
+every ACK is released only after that commit returned, so "stored before acknowledged" holds
+for each message of the group.
 
 Everything runs on the one event-loop thread, the commit included. A separate writer thread
 was measured slower (bench/hl7_ingest.py): with the GIL, the two threads only took turns, and
@@ -145,7 +146,7 @@ class IntakeWriter:
             session = self._open()
             if not self._group:
                 self._durable(not journaled)
-            outcome = self._intake.process(session, item)
+            outcome = self._intake.process(session, item, first=not self._group)
         except Exception:  # noqa: BLE001 - the transaction is unusable: redo the group singly
             log.warning("hl7 group failed while applying a message; storing one by one",
                         exc_info=True)

@@ -216,3 +216,10 @@ def commit_held(session: Session) -> None:
     _bound(session)[1].commit()
     if session.identity_map:
         session.expunge_all()
+
+
+def rollback_held(session: Session) -> None:
+    """Roll back the database transaction of a session held as commit_held holds it, and
+    forget every loaded object (their rows may be gone); the session goes on."""
+    _bound(session)[1].rollback()
+    session.expunge_all()

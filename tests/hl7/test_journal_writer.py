@@ -79,8 +79,11 @@ def test_rows_carry_their_journal_record_and_its_time(intake, sessions, database
     async def scenario() -> None:
         writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), journal=journal)
         writer.one_sender = lambda: True
-        for n in range(3):
-            await writer.store(orm(f"J{n}", "NW", placer=f"P{n}", accession=f"A{n}"), "peer")
+        for n in range(3):  # the second changes an unknown order: FAILED, stored again
+            await writer.store(orm(f"J{n}", "XO" if n == 1 else "NW", placer=f"P{n}",
+                                   accession=f"A{n}"), "peer")
+        assert [status for _, _, status in _rows(sessions)] == ["PROCESSED", "FAILED",
+                                                                 "PROCESSED"]
         records = read_segment(segment_files(folder)[0])[0]
         assert [(r.seq, r.received_at) for r in records] == \
             [(seq, at) for seq, at, _ in _rows(sessions)] == \

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from broker.hl7 import writer as writer_module
 from broker.hl7.writer import IntakeWriter
 from broker.store.fastsql import commit_held
-from broker.store.models import InboundMessage, Order
+from broker.store.models import InboundMessage, Order, Patient, PatientIdentifier
 from tests.hl7.test_intake import orm
 
 
@@ -159,3 +159,60 @@ def test_a_failed_commit_stores_each_message_alone_on_a_new_connection(intake, s
     assert held is None  # dropped after the failure...
     assert connection is not None and second.status == "PROCESSED"  # ...and opened again
     assert _committed(sessions) == (4, 4)
+
+
+def _clashing(control_id: str, placer: str, mrn: str) -> bytes:
+    """An order that creates patient `mrn` and order `placer`, then fails: its second group
+    reuses accession A0."""
+    clash = (f"\rORC|NW|{placer}X^EHR|||||^^^202611241000^^R\rOBR|1|{placer}X^EHR||CTHEAD^CT "
+             f"head^L||||||||||||||A0|RP{placer}X|SPS{placer}X||||CT")
+    return orm(control_id, "NW", placer=placer, accession=f"A{placer}", pid=mrn,
+               extra_group=clash)
+
+
+def test_failing_messages_keep_their_raw_rows_and_the_rest_of_their_group(intake, sessions):
+    """The first message of a transaction runs without a savepoint: when it fails, the whole
+    transaction is rolled back and the message stored again as FAILED. Later messages of the
+    group fail back to their own savepoints."""
+    sent = [_clashing("B1", "P1", "BAD1"), orm("G2", "NW", placer="P2", accession="A2"),
+            _clashing("B3", "P3", "BAD3"), orm("G4", "NW", placer="P4", accession="A4")]
+
+    async def scenario() -> list:
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
+        await writer.store(orm("G0", "NW", placer="P0", accession="A0"), "peer")
+        outcomes = await asyncio.gather(*(writer.store(raw, "peer") for raw in sent))
+        return [writer.commits, outcomes]
+
+    commits, outcomes = asyncio.run(scenario())
+    assert commits == 2
+    assert [o.status for o in outcomes] == ["FAILED", "PROCESSED", "FAILED", "PROCESSED"]
+    with sessions() as session:
+        for raw, outcome in zip(sent, outcomes):
+            row = session.get(InboundMessage, outcome.message_id)
+            assert (row.status, row.raw, row.ack) == (outcome.status, raw, outcome.ack)
+        assert sorted(session.scalars(select(Order.placer_order_number))) == ["P0", "P2", "P4"]
+        assert not session.scalars(select(PatientIdentifier).where(
+            PatientIdentifier.value.in_(["BAD1", "BAD3"]))).all()
+    assert _committed(sessions) == (5, 3)
+
+
+def test_a_bug_in_a_lone_message_is_logged_with_its_stored_row(intake, sessions, caplog):
+    def broken(session, msg, message_id, ctx):
+        session.add(Patient(name="HALF^DONE"))
+        session.flush()
+        raise RuntimeError("a bug")
+
+    intake._handlers = {**intake._handlers, "ORM^O01": broken}
+
+    async def scenario():
+        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
+        return await writer.store(_orders(1)[0], "peer")
+
+    with caplog.at_level("ERROR", logger="broker.hl7.intake"):
+        outcome = asyncio.run(scenario())
+    assert outcome.status == "FAILED"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"hl7 message #{outcome.message_id} (control id G0): processing failed"]
+    with sessions() as session:
+        assert session.get(InboundMessage, outcome.message_id).status == "FAILED"
+        assert not session.scalars(select(Patient).where(Patient.name == "HALF^DONE")).all()

@@ -5,6 +5,8 @@ CA / DC cancel, HD hold, RL release, SC status change with ORC-5 (table 0038).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlalchemy.orm import Session
 
 from broker.domain.lifecycle import StepEvent
@@ -24,6 +26,8 @@ _EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
 _STATUS_EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
                   "IP": StepEvent.START, "CM": StepEvent.COMPLETE}
 CONTROLS = ("NW", "XO", "CA", "DC", "SC", "HD", "RL")
+# One (immutable) policy per configuration, not one per message.
+_policy = lru_cache(maxsize=16)(OrderPolicy)
 
 
 def read_order_message(msg: Message, ctx: IntakeContext) -> list[tuple[str, OrderRequest]]:
@@ -35,7 +39,7 @@ def read_order_message(msg: Message, ctx: IntakeContext) -> list[tuple[str, Orde
         if group.control not in CONTROLS:
             raise Failed(f"order control {group.control!r} is not supported "
                          f"(expected one of {', '.join(CONTROLS)})", ack.ERR_TABLE_VALUE)
-    policy = OrderPolicy(ctx.patient_id_issuer, ctx.study_uid_policy, ctx.uid_root)
+    policy = _policy(ctx.patient_id_issuer, ctx.study_uid_policy, ctx.uid_root)
     return read_orders(msg, groups, ctx.mappings, policy)
 
 

@@ -5,7 +5,6 @@ the message with its own separators and leaves validation to the mapping.
 """
 from __future__ import annotations
 
-from functools import cached_property
 from dataclasses import dataclass
 
 
@@ -81,9 +80,9 @@ def _separators(text: str) -> Separators:
 class Message:
     """An HL7 v2 message read for field access: `msg.get("PID", 3, rep=1, comp=1)`."""
 
-    codec = "latin-1"  # how \Xhh..\ escapes decode; parse() sets it from MSH-18
-
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, codec: str = "latin-1") -> None:
+        """`codec`: how \\Xhh..\\ escapes decode (parse() takes it from MSH-18)."""
+        self.codec = codec
         if not text.startswith("MSH") or len(text) < 8:
             raise Hl7ParseError("message does not start with an MSH segment")
         sep = self.sep = _separators(text)
@@ -110,6 +109,13 @@ class Message:
         self._split: dict[str, list[list[str]]] = {}
         for name, fields in reversed(self.segments):
             self._first[name] = fields
+        # Header fields every handler needs, read once (a cached_property takes a lock).
+        code, event = self.field(msh, 9, comp=1), self.field(msh, 9, comp=2)
+        self.message_type = f"{code}^{event}" if event else code
+        self.control_id = self.field(msh, 10)
+        self.version = self.field(msh, 12)
+        # MSH-3 sending application and MSH-4 sending facility, as one key.
+        self.sender = f"{self.field(msh, 3)}|{self.field(msh, 4)}"
 
     def segments_named(self, name: str) -> list[list[str]]:
         """All segments with this name, in order, each a list indexed by field number."""
@@ -212,29 +218,8 @@ class Message:
             return ""
         return f"{sep.escape}{code}{sep.escape}"  # unknown: keep as sent
 
-    # Header fields every handler needs.
-    @cached_property
-    def message_type(self) -> str:
-        code, event = self.get("MSH", 9, comp=1), self.get("MSH", 9, comp=2)
-        return f"{code}^{event}" if event else code
-
-    @cached_property
-    def control_id(self) -> str:
-        return self.get("MSH", 10)
-
-    @cached_property
-    def version(self) -> str:
-        return self.get("MSH", 12)
-
-    @cached_property
-    def sender(self) -> str:
-        """MSH-3 sending application and MSH-4 sending facility, as one key."""
-        return f"{self.get('MSH', 3)}|{self.get('MSH', 4)}"
-
 
 def parse(raw: bytes) -> Message:
     """Decode and read a message, or raise Hl7ParseError."""
     text, codec = _decoded(raw)
-    msg = Message(text)
-    msg.codec = "utf-8" if codec == "utf-8" else "latin-1"
-    return msg
+    return Message(text, "utf-8" if codec == "utf-8" else "latin-1")

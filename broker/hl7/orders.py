@@ -217,7 +217,7 @@ def _procedures(reader: OrderReader, group: OrderGroup, accession: str, placer: 
                 policy: OrderPolicy) -> tuple[ProcedureRequest, ...]:
     """One procedure per distinct requested procedure ID; each IPC (or the OBR) is a step."""
     code, meaning, scheme = _coded(reader, group)
-    definition = reader.mappings.procedures.get(code, ProcedureDefinition(code=code))
+    definition = reader.mappings.procedures.get(code) or ProcedureDefinition(code=code)
     description = meaning or definition.meaning
     start = _time(reader, group, "start")
     end = scheduled_end(start, _time(reader, group, "end"), definition.duration_minutes)

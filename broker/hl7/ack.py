@@ -36,8 +36,8 @@ class AckHeader:
     @classmethod
     def of(cls, message: Message) -> AckHeader:
         version = message.version if message.version in SUPPORTED_VERSIONS else "2.5.1"
-        return cls(message.get("MSH", 3), message.get("MSH", 4), message.control_id,
-                   message.get("MSH", 9, comp=2), message.get("MSH", 11) or "P", version)
+        return cls(message.sending_application, message.sending_facility, message.control_id,
+                   message.trigger_event, message.processing_id or "P", version)
 
 
 # HL7 table 0357 message error condition codes.

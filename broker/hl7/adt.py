@@ -19,7 +19,7 @@ from broker.store.patients import find_by_identifiers, surviving, upsert_patient
 
 
 def _patient(msg: Message, ctx: IntakeContext, pid: list[str] | None = None) -> PatientRecord:
-    sender = ctx.mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
+    sender = ctx.mappings.sender(msg.sending_application, msg.sending_facility)
     issuer = sender.patient_id_issuer if sender and sender.patient_id_issuer is not None \
         else ctx.patient_id_issuer
     return read_patient(msg, issuer, sender.default_issuer if sender else "", pid)
@@ -45,7 +45,7 @@ def _prior_ids(msg: Message, ctx: IntakeContext, mrg: list[str] | None = None) -
     ids = cx_list(msg, mrg, 1)
     if not ids:
         raise FieldError("MRG-1 prior patient identifier is empty")
-    sender = ctx.mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
+    sender = ctx.mappings.sender(msg.sending_application, msg.sending_facility)
     default = sender.default_issuer if sender else ""
     return [i if i.issuer or not default else Identifier(i.value, default, i.type_code) for i in ids]
 

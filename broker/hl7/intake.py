@@ -263,12 +263,12 @@ class Hl7Intake:
 
     def _handler_for(self, msg: Message) -> Handler | StagedHandler:
         allowed = self.ctx.allowed_senders
-        if allowed and msg.get("MSH", 3) not in allowed and msg.sender not in allowed:
+        if allowed and msg.sending_application not in allowed and msg.sender not in allowed:
             raise Rejected(f"sender {msg.sender!r} is not allowed", ack.ERR_UNKNOWN_KEY)
         if msg.version not in ack.SUPPORTED_VERSIONS:
             raise Rejected(f"HL7 version {msg.version!r} is not supported", ack.ERR_UNSUPPORTED_VERSION)
-        if msg.get("MSH", 11) not in ("P", "T", "D", ""):
-            raise Rejected(f"processing id {msg.get('MSH', 11)!r} is not supported",
+        if msg.processing_id not in ("P", "T", "D", ""):
+            raise Rejected(f"processing id {msg.processing_id!r} is not supported",
                            ack.ERR_UNSUPPORTED_PROCESSING_ID)
         handler = self._handlers.get(msg.message_type)
         if handler is None:

@@ -109,13 +109,16 @@ class Message:
         self._split: dict[str, list[list[str]]] = {}
         for name, fields in reversed(self.segments):
             self._first[name] = fields
-        # Header fields every handler needs, read once (a cached_property takes a lock).
-        code, event = self.field(msh, 9, comp=1), self.field(msh, 9, comp=2)
-        self.message_type = f"{code}^{event}" if event else code
+        # Header fields every handler and the ACK need, read once.
+        self.sending_application = self.field(msh, 3)
+        self.sending_facility = self.field(msh, 4)
+        code, self.trigger_event = self.field(msh, 9, comp=1), self.field(msh, 9, comp=2)
+        self.message_type = f"{code}^{self.trigger_event}" if self.trigger_event else code
         self.control_id = self.field(msh, 10)
+        self.processing_id = self.field(msh, 11)
         self.version = self.field(msh, 12)
         # MSH-3 sending application and MSH-4 sending facility, as one key.
-        self.sender = f"{self.field(msh, 3)}|{self.field(msh, 4)}"
+        self.sender = f"{self.sending_application}|{self.sending_facility}"
 
     def segments_named(self, name: str) -> list[list[str]]:
         """All segments with this name, in order, each a list indexed by field number."""

@@ -86,7 +86,8 @@ class OrderReader:
         self.msg = msg
         self.mappings = mappings
         self.version = msg.version
-        self.sender: SenderOverride | None = mappings.sender(msg.get("MSH", 3), msg.get("MSH", 4))
+        self.sender: SenderOverride | None = mappings.sender(msg.sending_application,
+                                                              msg.sending_facility)
         key = (id(mappings), self.version, id(self.sender))
         found = self._plans.get(key)
         if found is None or found[0][0] is not mappings or found[0][1] is not self.sender:
@@ -267,7 +268,8 @@ def _station(reader: OrderReader, group: OrderGroup, ipc: list[str] | None, moda
     name = reader.value("station_name", group, ipc)
     if sent:
         return (sent[:16],), name or definition.station_name
-    rule = reader.mappings.station(modality, definition.code, location, reader.msg.get("MSH", 3))
+    rule = reader.mappings.station(modality, definition.code, location,
+                                   reader.msg.sending_application)
     if rule is not None:
         return rule.station_ae_titles, name or rule.station_name
     return definition.station_ae_titles, name or definition.station_name

@@ -9,6 +9,7 @@ Every parameter must be given: column defaults are not applied here.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from operator import itemgetter
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
@@ -28,8 +29,15 @@ class _Compiled:
         self.names = names                # positional parameter order; None for named styles
         self.processors = processors      # type conversions (DateTime, JSON) by name
         self.literals = literals          # values fixed in the statement itself
-        # By position: the list is built in order, then only typed slots are converted.
+        # By position: the values are taken in order (in C), then only typed slots converted.
         self.processed = [(i, processors[n]) for i, n in enumerate(names or ()) if n in processors]
+        self.take = _taker(names) if names else (lambda params: ())
+
+
+def _taker(names: list[str]) -> Callable[[dict[str, Any]], tuple]:
+    """The values of `names` from a dict, as a tuple in that order."""
+    take = itemgetter(*names)
+    return take if len(names) > 1 else lambda params: (take(params),)
 
 
 class FastStatement:
@@ -66,8 +74,11 @@ class FastStatement:
                 if values.get(name) is not None:
                     values[name] = process(values[name])
             return values
-        literals = sql.literals
-        values = [params[name] if name in params else literals[name] for name in sql.names]
+        if sql.literals:
+            params = {**sql.literals, **params}
+        if not sql.processed:
+            return sql.take(params)
+        values = list(sql.take(params))
         for index, process in sql.processed:
             if values[index] is not None:
                 values[index] = process(values[index])

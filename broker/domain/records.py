@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
+def pn_group(family: str, given: str, middle: str, prefix: str, suffix: str) -> str:
+    """One DICOM PN component group (family^given^middle^prefix^suffix), trailing empty
+    components removed."""
+    parts = [family, given, middle, prefix, suffix]
+    while parts and not parts[-1]:
+        parts.pop()
+    return "^".join(parts)
+
+
 @dataclass(frozen=True)
 class PersonName:
     """A person's name in DICOM PN component order; ideographic/phonetic groups are optional."""
@@ -21,10 +30,7 @@ class PersonName:
 
     def alphabetic(self) -> str:
         """The first PN component group, trailing empty components removed."""
-        parts = [self.family, self.given, self.middle, self.prefix, self.suffix]
-        while parts and not parts[-1]:
-            parts.pop()
-        return "^".join(parts)
+        return pn_group(self.family, self.given, self.middle, self.prefix, self.suffix)
 
     def dicom(self) -> str:
         """The full PN value: alphabetic=ideographic=phonetic, trailing empty groups removed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from broker.domain.records import Identifier, PersonName
+from broker.domain.records import Identifier, PersonName, pn_group
 from broker.hl7.message import Message
 
 
@@ -57,10 +57,7 @@ def xcn_as_pn(msg: Message, segment: list[str] | None, number: int) -> str:
     parts = msg.components(segment, number)[1:6]
     if len(parts) < 5:
         parts += [""] * (5 - len(parts))
-    pn = [parts[0], parts[1], parts[2], parts[4], parts[3]]  # PN: family^given^middle^prefix^suffix
-    while pn and not pn[-1]:
-        pn.pop()
-    return "^".join(pn)
+    return pn_group(parts[0], parts[1], parts[2], parts[4], parts[3])
 
 
 def _name(parts: list[str], first: int) -> PersonName:

@@ -24,7 +24,7 @@ from broker.hl7 import ack
 from broker.hl7.fields import FieldError
 from broker.hl7.message import Hl7ParseError, Message, parse
 from broker.mapping.site import SiteMappings
-from broker.store.fastsql import rollback_held, savepoint
+from broker.store.fastsql import savepoint, undo_all
 from broker.store.merge import MergeError
 from broker.store.models import InboundMessage
 from broker.store.order_rows import (
@@ -225,16 +225,8 @@ class Hl7Intake:
         was a bug). A failure undoes the apply: back to a savepoint, or with `whole` (nothing
         else in the transaction) the whole transaction, raw row included."""
         try:
-            if whole:
-                try:
-                    self._run(session, message_id, item)
-                    session.flush()  # the ORM's pending rows fail here, not at the commit
-                except BaseException:
-                    rollback_held(session)
-                    raise
-            else:
-                with savepoint(session):  # a failure undoes the apply, not the raw row
-                    self._run(session, message_id, item)
+            with undo_all(session) if whole else savepoint(session):
+                self._run(session, message_id, item)
         except Rejected as exc:
             return "REJECTED", str(exc), exc.error, None
         except Failed as exc:

@@ -100,8 +100,7 @@ class OrderReader:
         """The first non-empty value of `name` at its mapped addresses."""
         msg = self.msg
         for where, segment, number, comp, sub, person, _ in self._plan[name]:
-            seg = (ipc if where == _IPC else getattr(group, segment) if where == _GROUP
-                   else msg.segment(segment))
+            seg = self._segment(where, segment, group, ipc)
             if seg is None:
                 continue
             found = xcn_as_pn(msg, seg, number) if person else msg.field(seg, number, 1, comp, sub)
@@ -114,23 +113,26 @@ class OrderReader:
         """Like value(), with the address it was read from ("" when none had a value)."""
         msg = self.msg
         for where, segment, number, comp, sub, _, address in self._plan[name]:
-            seg = (ipc if where == _IPC else getattr(group, segment) if where == _GROUP
-                   else msg.segment(segment))
-            found = msg.field(seg, number, 1, comp, sub)
+            found = msg.field(self._segment(where, segment, group, ipc), number, 1, comp, sub)
             if found:
                 return found, address
         return "", ""
 
     def coded(self, name: str, group: OrderGroup) -> list[str]:
         """The components of the first mapped CE field of `name` whose code is not empty."""
-        msg = self.msg
         for where, segment, number, _, _, _, _ in self._plan[name]:
-            seg = (None if where == _IPC else getattr(group, segment) if where == _GROUP
-                   else msg.segment(segment))
-            parts = msg.components(seg, number)
+            parts = self.msg.components(self._segment(where, segment, group, None), number)
             if parts and parts[0]:
                 return parts
         return []
+
+    def _segment(self, where: int, segment: str, group: OrderGroup,
+                 ipc: list[str] | None) -> list[str] | None:
+        """The segment an address of the plan reads: the IPC, one of the group's, or the
+        message's first of that name."""
+        if where == _IPC:
+            return ipc
+        return getattr(group, segment) if where == _GROUP else self.msg.segment(segment)
 
 
 def read_patient(msg: Message, patient_id_issuer: str = "", default_issuer: str = "",

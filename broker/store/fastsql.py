@@ -229,8 +229,31 @@ def commit_held(session: Session) -> None:
         session.expunge_all()
 
 
-def rollback_held(session: Session) -> None:
-    """Roll back the database transaction of a session held as commit_held holds it, and
-    forget every loaded object (their rows may be gone); the session goes on."""
-    _bound(session)[1].rollback()
-    session.expunge_all()
+def undo_all(session: Session) -> _UndoAll:
+    """Like savepoint(), for work that is alone in the database transaction of a session held
+    as commit_held holds it: an exception rolls the whole transaction back (no SAVEPOINT
+    statements to run) and forgets every loaded object; the session goes on."""
+    return _UndoAll(session)
+
+
+class _UndoAll:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if kind is None:
+            try:
+                self._session.flush()  # the ORM's pending rows fail here, not at the commit
+                return False
+            except BaseException:
+                self._undo()
+                raise
+        self._undo()
+        return False
+
+    def _undo(self) -> None:
+        _bound(self._session)[1].rollback()
+        self._session.expunge_all()

@@ -34,18 +34,22 @@ _MESSAGE_KEYS = ("channel", "sender", "control_id", "message_type", "peer", "raw
                  "status", "error", "ack", "processed_at", "attempts", "journal_seq")
 
 
-def _insert_new_message(dialect: str):
-    """INSERT .. ON CONFLICT DO NOTHING RETURNING id: no row back means a copy with the same
-    (channel, sender, control id) is stored already -- the resend check and the insert in one
-    statement, which also waits out a concurrent copy instead of failing on it."""
-    build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
-    if build is None:
-        raise NotImplementedError(f"inbound messages on {dialect} are not supported")
-    return (build(_msg).on_conflict_do_nothing(index_elements=["channel", "sender", "control_id"])
-            .returning(_msg.c.id))
+def _insert_unless_taken(table, index_elements: list[str] | None = None):
+    """For each dialect, INSERT .. ON CONFLICT DO NOTHING RETURNING id: no row back means a
+    unique key of the new row is taken -- the check and the insert in one statement, which
+    also waits out a concurrent insert instead of failing on it."""
+    def statement(dialect: str):
+        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
+        if build is None:
+            raise NotImplementedError(f"{table.name} rows on {dialect} are not supported")
+        return (build(table).on_conflict_do_nothing(index_elements=index_elements)
+                .returning(table.c.id))
+    return statement
 
 
-INSERT_MESSAGE = FastStatement(_insert_new_message, _MESSAGE_KEYS)
+# No row back: a copy with the same (channel, sender, control id) is stored already.
+INSERT_MESSAGE = FastStatement(_insert_unless_taken(_msg, ["channel", "sender", "control_id"]),
+                               _MESSAGE_KEYS)
 FIND_MESSAGE = FastStatement(select(_msg.c.id, _msg.c.status, _msg.c.ack).where(
     _msg.c.channel == bindparam("b_channel"), _msg.c.sender == bindparam("b_sender"),
     _msg.c.control_id == bindparam("b_control_id")))
@@ -65,18 +69,8 @@ _ORDER_KEYS = ("patient_id", "placer_order_number", "placer_issuer", "filler_ord
                "filler_issuer", "accession_number", "accession_issuer", "priority",
                "referring_physician", "reason", "status", "source_channel", "source_message_id",
                "created_at", "updated_at")
-
-
-def _insert_new_order(dialect: str):
-    """INSERT .. ON CONFLICT DO NOTHING RETURNING id: no row back means the placer order or the
-    accession number is taken (insert_order then says which), without a query beforehand."""
-    build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
-    if build is None:
-        raise NotImplementedError(f"orders on {dialect} are not supported")
-    return build(_order).on_conflict_do_nothing().returning(_order.c.id)
-
-
-_INSERT_ORDER = FastStatement(_insert_new_order, _ORDER_KEYS)
+# No row back: the placer order or the accession number is taken (insert_order says which).
+_INSERT_ORDER = FastStatement(_insert_unless_taken(_order), _ORDER_KEYS)
 _INSERT_PROC = FastStatement(insert(_proc).returning(_proc.c.id), (
     "order_id", "procedure_id", "code_value", "code_scheme", "code_meaning", "study_instance_uid"))
 _INSERT_STEP = FastStatement(insert(_step).returning(_step.c.id), (

@@ -21,11 +21,9 @@ def find_order(session: Session, placer_order_number: str, placer_issuer: str = 
 
 def create_order(session: Session, request: OrderRequest, new_uid: Callable[[], str],
                  source_channel: str = "", source_message_id: int | None = None) -> Order:
-    """Store a new order with its patient, procedures and steps; refuse a duplicate placer number."""
-    from broker.store.order_rows import insert_order, order_conflict, patient_id_for  # noqa: I001
-    conflict = order_conflict(session, request)
-    if conflict:
-        raise OrderConflict(conflict)
+    """Store a new order with its patient, procedures and steps; OrderConflict for a taken
+    placer order or accession number (roll the transaction back: the patient may be written)."""
+    from broker.store.order_rows import insert_order, patient_id_for  # noqa: I001
     # The patient's match candidates name where the patient came from (the queue shows it).
     patient_id = patient_id_for(session, request.patient, source_channel or "hl7")
     order_id = insert_order(session, request, patient_id, new_uid, source_channel,

@@ -283,6 +283,19 @@ class IntakeJournalToken(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(36))
 
+class PatientSearch(Base):
+    """A pending fuzzy candidate search for a new patient: written in the transaction that
+    created the patient, run after the message was acknowledged, deleted when done."""
+    __tablename__ = "patient_search"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
 class Notification(Base):
     """Outbox row: written in the transaction of the change that causes it."""
     __tablename__ = "notification"

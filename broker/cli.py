@@ -10,11 +10,10 @@ from pathlib import Path
 
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
-from broker.dicom.commands import register as register_worklist
+from broker.dicom.commands import register as register_dicom_commands
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.reconcile.commands import register as register_reconcile
-from broker.workflow_commands import add_commands as add_workflow_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,10 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                                description="Send the sample HL7 orders of fixtures/demo through "
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
-    add_workflow_commands(commands, common)
+    # Each capability adds its own commands, the same way.
     register_reconcile(commands, common)
-    register_hl7_commands(commands, common)
-    register_worklist(commands, common)
+    for register in (register_hl7_commands, register_dicom_commands):
+        register(commands.add_parser, common)
     return parser
 
 
@@ -117,7 +116,7 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from broker.demo import load_demo
-    from broker.service import build_intake
+    from broker.hl7.handlers import build_intake
     from broker.store.runtime import open_store
 
     with open_store(settings) as store:

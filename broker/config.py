@@ -49,10 +49,6 @@ class Hl7Settings:
     mappings_dir: str = ""
     # Most messages committed in one transaction by the intake writer (group commit).
     max_group: int = 64
-    # SQLite: make each received frame durable in an append-only journal next to the database
-    # while it is applied, so the database commit needs no fsync of its own (broker/store/
-    # journal.py). false: every commit fsyncs the database. Not used with PostgreSQL.
-    journal: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""APScheduler jobs that run inside `broker serve`."""
+"""APScheduler jobs that run inside `broker serve`: MPPS forwarding, worklist housekeeping, and
+SQLite's WAL checkpoint."""
 from __future__ import annotations
 
 import logging
@@ -7,9 +8,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.clock import local_now, utcnow
 from broker.config import Settings
 from broker.store.db import is_sqlite
-from broker.workflow_jobs import add_workflow_jobs
+from broker.store.housekeeping import cancel_stale_steps, purge_finished
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +23,37 @@ def build_scheduler(settings: Settings, engine: Engine,
     if is_sqlite(engine):
         scheduler.add_job(checkpoint_wal, "interval", minutes=10, args=[engine],
                           id="sqlite-wal-checkpoint")
-    add_workflow_jobs(scheduler, settings, sessions)
+    if settings.mpps.forward_to:
+        from broker.dicom.forward import forward_due
+        scheduler.add_job(forward_due, "interval", seconds=settings.mpps.forward_interval_seconds,
+                          args=[sessions, settings.mpps], id="mpps-forward")
+    worklist = settings.worklist
+    if worklist.auto_cancel_after_days > 0 or worklist.purge_after_days > 0:
+        scheduler.add_job(run_housekeeping, "interval",
+                          minutes=worklist.housekeeping_interval_minutes,
+                          args=[sessions, settings], id="worklist-housekeeping")
     return scheduler
 
 
 def checkpoint_wal(engine: Engine) -> None:
     """Fold SQLite's write-ahead log back into the database so it does not grow without bound."""
-    with engine.connect() as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         busy, pages, moved = conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
     if busy:
         log.debug("wal checkpoint: readers busy, %s of %s pages moved", moved, pages)
+
+
+def run_housekeeping(sessions: sessionmaker[Session], settings: Settings) -> tuple[int, int]:
+    """Cancel stale steps and purge finished orders, as configured; returns both counts."""
+    worklist = settings.worklist
+    canceled = purged = 0
+    if worklist.auto_cancel_after_days > 0:
+        with sessions.begin() as session:
+            canceled = cancel_stale_steps(session, local_now(), worklist.auto_cancel_after_days)
+    if worklist.purge_after_days > 0:
+        with sessions.begin() as session:
+            purged = purge_finished(session, utcnow(), worklist.purge_after_days)
+    if canceled or purged:
+        log.info("housekeeping: %d stale steps canceled, %d finished orders purged",
+                 canceled, purged)
+    return canceled, purged

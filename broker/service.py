@@ -5,25 +5,19 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from broker.admin import create_app
-from broker.clock import uid_factory
 from broker.config import Settings
 from broker.dicom.scp import start_dicom_server
-from broker.hl7.handlers import HANDLERS
-from broker.hl7.intake import Hl7Intake, IntakeContext
-from broker.hl7.journal_replay import open_journal
+from broker.hl7.handlers import build_intake
+from broker.hl7.intake import Hl7Intake
 from broker.hl7.server import MllpServer
 from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
-from broker.mapping.site import SiteMappings, load_site_mappings
-from broker.resources import mappings_dir
 from broker.store.migrate import upgrade
 from broker.store.runtime import connect_store
 
@@ -40,42 +34,6 @@ class Listeners:
     def described(self) -> list[tuple[str, str]]:
         return [(name, f"{addr[0]}:{addr[1]}") for name, addr in
                 (("HL7 MLLP", self.hl7), ("DICOM", self.dicom), ("web", self.web)) if addr]
-
-
-def site_mappings(settings: Settings) -> SiteMappings:
-    """The site's mapping files (hl7.mappings_dir or the shipped ones), validated."""
-    folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
-    return load_site_mappings(folder)
-
-
-def build_intake(settings: Settings, sessions: sessionmaker[Session]) -> Hl7Intake:
-    """The HL7 intake with the site's mappings, validated now so bad files stop start-up."""
-    hl7 = settings.hl7
-    return Hl7Intake(sessions, IntakeContext(
-        mappings=site_mappings(settings), new_uid=uid_factory(settings.uid.root),
-        patient_id_issuer=hl7.patient_id_issuer, study_uid_policy=hl7.study_uid_policy,
-        uid_root=settings.uid.root, allowed_senders=hl7.allowed_senders), HANDLERS)
-
-
-def journaled_database(settings: Settings) -> Path | None:
-    """The SQLite database file whose HL7 intake has a journal (hl7.journal), or None."""
-    url = make_url(settings.database_url)
-    if not settings.hl7.journal or url.get_backend_name() != "sqlite" \
-            or url.database in (None, "", ":memory:"):
-        return None
-    return Path(url.database).resolve()
-
-
-def mllp_intake(settings: Settings, intake: Hl7Intake,
-                loop: asyncio.AbstractEventLoop) -> tuple[IntakeWriter, MllpServer]:
-    """The HL7 writer for `loop` and the listener feeding it (not yet started). With a
-    journal, what it holds and the database lacks is stored first (after a machine crash)."""
-    database = journaled_database(settings)
-    journal = open_journal(intake, database) if database is not None else None
-    writer = IntakeWriter(intake, settings.hl7.max_group, loop=loop, journal=journal).start()
-    server = MllpServer(writer.store, settings.hl7)
-    writer.one_sender = server.one_connection
-    return writer, server
 
 
 @dataclass
@@ -130,17 +88,18 @@ class Broker:
         self.engine.dispose()
 
     def _start_mllp(self, intake: Hl7Intake) -> None:
-        # SQLite has one writer: the listener's loop applies messages and commits them in groups.
-        loop = asyncio.new_event_loop()
-        writer, server = mllp_intake(self.settings, intake, loop)
+        # The listener's event loop frames and answers; the writer thread stores.
+        writer = IntakeWriter(intake, self.settings.hl7.max_group).start()
+        server = MllpServer(writer.store, self.settings.hl7)
         self.mllp_server = server
+        loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="mllp", daemon=True)
         thread.start()
         self.listeners.hl7 = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
 
         def stop() -> None:
             asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-            writer.stop()  # commits what the closed connections left applied
+            writer.stop()  # stores what the closed connections had sent
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
         self._stop_callbacks.append(stop)

@@ -14,7 +14,7 @@ from broker.hl7.message import Message
 from broker.hl7.orders import read_patient
 from broker.store.merge import merge_patients
 from broker.store.models import PatientIdentifier
-from broker.store.order_updates import arrive_patient
+from broker.store.orders import arrive_patient
 from broker.store.patients import find_by_identifiers, surviving, upsert_patient
 
 

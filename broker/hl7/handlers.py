@@ -1,24 +1,30 @@
-"""Inbound order handlers (ORM^O01, OMI^O23, OMG^O19) and the HANDLERS registry.
+"""Inbound order handlers (ORM^O01, OMI^O23, OMG^O19), the HANDLERS registry, and the
+intake built with them for the site's settings.
 
 ORC-1 order control (HL7 table 0119) maps to a domain transition: NW create, XO change,
 CA / DC cancel, HD hold, RL release, SC status change with ORC-5 (table 0038).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from pathlib import Path
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from broker.clock import uid_factory
+from broker.config import Settings
 from broker.domain.lifecycle import StepEvent
 from broker.domain.records import OrderRequest
 from broker.hl7 import ack
 from broker.hl7.adt import ADT_HANDLERS
 from broker.hl7.fields import FieldError
-from broker.hl7.intake import Failed, Handler, IntakeContext, StagedHandler
+from broker.hl7.intake import Failed, Handler, Hl7Intake, IntakeContext
 from broker.hl7.message import Message
 from broker.hl7.orders import OrderPolicy, order_groups, read_orders
-from broker.store.order_updates import UnknownOrder, apply_event, change_order, existing_order
-from broker.store.order_rows import insert_order, patient_id_for
+from broker.mapping.site import SiteMappings, load_site_mappings
+from broker.resources import mappings_dir
+from broker.store.orders import (
+    UnknownOrder, apply_event, change_order, create_order, existing_order,
+)
 
 _EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
            "RL": StepEvent.RELEASE}
@@ -26,8 +32,6 @@ _EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
 _STATUS_EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
                   "IP": StepEvent.START, "CM": StepEvent.COMPLETE}
 CONTROLS = ("NW", "XO", "CA", "DC", "SC", "HD", "RL")
-# One (immutable) policy per configuration, not one per message.
-_policy = lru_cache(maxsize=16)(OrderPolicy)
 
 
 def read_order_message(msg: Message, ctx: IntakeContext) -> list[tuple[str, OrderRequest]]:
@@ -39,29 +43,24 @@ def read_order_message(msg: Message, ctx: IntakeContext) -> list[tuple[str, Orde
         if group.control not in CONTROLS:
             raise Failed(f"order control {group.control!r} is not supported "
                          f"(expected one of {', '.join(CONTROLS)})", ack.ERR_TABLE_VALUE)
-    policy = _policy(ctx.patient_id_issuer, ctx.study_uid_policy, ctx.uid_root)
+    policy = OrderPolicy(ctx.patient_id_issuer, ctx.study_uid_policy, ctx.uid_root)
     return read_orders(msg, groups, ctx.mappings, policy)
 
 
-def apply_order_message(session: Session, msg: Message,
-                        orders: list[tuple[str, OrderRequest]], message_id: int,
-                        ctx: IntakeContext) -> None:
-    """Apply each placer order by its order control code."""
+def handle_order(session: Session, msg: Message, message_id: int, ctx: IntakeContext) -> None:
+    """ORM^O01 / OMI^O23 / OMG^O19: apply each placer order by its order control code."""
     try:
-        for control, request in orders:
+        for control, request in read_order_message(msg, ctx):
             _apply(session, msg, control, request, message_id, ctx)
     except UnknownOrder as exc:
         raise Failed(str(exc), ack.ERR_UNKNOWN_KEY) from None
 
 
-handle_order = StagedHandler(read_order_message, apply_order_message)
-
-
 def _apply(session: Session, msg: Message, control: str, request: OrderRequest, message_id: int,
            ctx: IntakeContext) -> None:
     if control == "NW":  # a taken placer or accession number: OrderConflict
-        insert_order(session, request, patient_id_for(session, request.patient), ctx.new_uid,
-                     source_channel="hl7", source_message_id=message_id)
+        create_order(session, request, ctx.new_uid, source_channel="hl7",
+                     source_message_id=message_id)
         return
     order = existing_order(session, request.placer_order_number, request.placer_issuer)
     if control == "XO":
@@ -90,9 +89,24 @@ def _orc_of(msg: Message, placer: str) -> list[str] | None:
     return msg.segment("ORC")
 
 
-HANDLERS: dict[str, Handler | StagedHandler] = {
+HANDLERS: dict[str, Handler] = {
     "ORM^O01": handle_order,
     "OMI^O23": handle_order,
     "OMG^O19": handle_order,
     **ADT_HANDLERS,
 }
+
+
+def site_mappings(settings: Settings) -> SiteMappings:
+    """The site's mapping files (hl7.mappings_dir or the shipped ones), validated."""
+    folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
+    return load_site_mappings(folder)
+
+
+def build_intake(settings: Settings, sessions: sessionmaker[Session]) -> Hl7Intake:
+    """The HL7 intake with the site's mappings, validated now so bad files stop start-up."""
+    hl7 = settings.hl7
+    return Hl7Intake(sessions, IntakeContext(
+        mappings=site_mappings(settings), new_uid=uid_factory(settings.uid.root),
+        patient_id_issuer=hl7.patient_id_issuer, study_uid_policy=hl7.study_uid_policy,
+        uid_root=settings.uid.root, allowed_senders=hl7.allowed_senders), HANDLERS)

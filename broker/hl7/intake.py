@@ -1,35 +1,33 @@
-"""The inbound HL7 path: store the raw message and apply it in ONE transaction, then acknowledge.
+"""The inbound HL7 path, one transaction per message, then the ACK.
 
-frame -> prepare (parse, map, AA ACK: no database) -> (resend?) -> insert raw -> SAVEPOINT
-apply -> COMMIT -> ACK out. A failed apply rolls back to the savepoint only: the raw message
-still commits, as FAILED, and can be reprocessed. The caller sends the ACK only after the commit
-returned ("store, then ack"). The first message of a transaction goes without the savepoint:
-its failure rolls the whole transaction back and stores the raw message again, as it ended.
+parse -> store the raw message -> apply it in a SAVEPOINT -> write its outcome and ACK ->
+(the caller commits) -> the ACK is sent.
 
-`prepare` needs no database (parsing, mapping, building the AA); `process` is the part that
-needs the transaction, so a group of prepared messages can share one (hl7.writer).
+A message that fails to apply is rolled back to the savepoint only: the raw message still
+commits, as FAILED or REJECTED with its AE/AR, and can be reprocessed. The ACK leaves only after
+the commit returned ("store, then acknowledge", DESIGN.md). A resend of a stored message (same
+sender and MSH-10) is answered with the first ACK and not applied again.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.clock import local_now, utcnow
+from broker.clock import local_now
 from broker.domain.lifecycle import IllegalTransition
 from broker.hl7 import ack
 from broker.hl7.fields import FieldError
 from broker.hl7.message import Hl7ParseError, Message, parse
 from broker.mapping.site import SiteMappings
-from broker.store.fastsql import savepoint, undo_all
 from broker.store.merge import MergeError
+from broker.store.messages import find_copy, finish_message, insert_message
 from broker.store.models import InboundMessage
-from broker.store.order_rows import (
-    CORRECT_MESSAGE, FINISH_MESSAGE, FIND_MESSAGE, INSERT_MESSAGE, OrderConflict,
-)
+from broker.store.orders import OrderConflict
 
 log = logging.getLogger(__name__)
 CHANNEL = "hl7"
@@ -71,29 +69,6 @@ class Handler(Protocol):
 
 
 @dataclass(frozen=True)
-class StagedHandler:
-    """A handler in two steps: `read` maps the message (pure, before the transaction),
-    `apply` writes what was read (inside it)."""
-    read: Callable[[Message, IntakeContext], Any]
-    apply: Callable[[Session, Message, Any, int, IntakeContext], None]
-
-
-@dataclass
-class Prepared:
-    """A received message, read as far as possible without the database."""
-    raw: bytes
-    peer: str
-    msg: Message | None = None
-    unreadable: str = ""                       # why the bytes are not HL7 at all
-    handler: Handler | StagedHandler | None = None
-    plan: Any = None                           # what a StagedHandler read
-    refusal: Exception | None = None           # raised at apply: Rejected, Failed, FieldError...
-    accept_ack: bytes = b""                    # the AA, built ahead for the common outcome
-    journal_seq: int | None = None             # its record in the intake journal, if any
-    received_at: datetime | None = None        # when the listener took it (the journal's time)
-
-
-@dataclass(frozen=True)
 class Outcome:
     status: str        # PROCESSED, FAILED, REJECTED
     ack: bytes
@@ -108,7 +83,6 @@ class Outcome:
 
 _CODES = {"PROCESSED": "AA", "FAILED": "AE", "REJECTED": "AR"}
 
-
 # Domain and store refusals -> (ACK error condition, HL7 table 0357).
 _FAILURES: tuple[tuple[type[Exception], tuple[str, str]], ...] = (
     (FieldError, ack.ERR_REQUIRED_FIELD),
@@ -118,142 +92,119 @@ _FAILURES: tuple[tuple[type[Exception], tuple[str, str]], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class _Result:
+    status: str
+    text: str = ""
+    error: tuple[str, str] | None = None
+    bug: Exception | None = None   # an unexpected exception, logged with its traceback
+
+
 class Hl7Intake:
-    """Receives raw HL7 messages and answers each with the bytes of its ACK."""
+    """Stores, applies and answers raw HL7 messages."""
 
     def __init__(self, session_factory: sessionmaker[Session], ctx: IntakeContext,
                  handlers: dict[str, Handler]) -> None:
-        self._sessions = session_factory
+        self.sessions = session_factory
         self.ctx = ctx
         self._handlers = handlers
 
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        return self._sessions
-
-    def prepare(self, raw: bytes, peer: str = "") -> Prepared:
-        """Parse and map `raw` and build its AA; never raises (a problem is kept for `process`)."""
-        item = Prepared(raw, peer)
-        try:
-            item.msg = parse(raw)
-        except Hl7ParseError as exc:
-            item.unreadable = str(exc)
-            return item
-        try:
-            item.handler = self._handler_for(item.msg)
-            if isinstance(item.handler, StagedHandler):
-                item.plan = item.handler.read(item.msg, self.ctx)
-            item.accept_ack = ack.build_ack(ack.AckHeader.of(item.msg), "AA")
-        except Exception as exc:  # noqa: BLE001 - answered and stored by process()
-            item.refusal = exc
-        return item
-
     def receive(self, raw: bytes, peer: str = "") -> Outcome:
-        """Store, apply and acknowledge one message in its own transaction; never raises for bad input."""
-        return self.store(self.prepare(raw, peer))
+        """Store, apply and answer one message in a transaction of its own."""
+        with self.sessions.begin() as session:
+            return self.process(session, raw, peer)
 
-    def store(self, item: Prepared) -> Outcome:
-        """`process` in a transaction of its own."""
-        with self._sessions.begin() as session:
-            return self.process(session, item)
+    def process(self, session: Session, raw: bytes, peer: str, *,
+                raise_database_errors: bool = False) -> Outcome:
+        """Store and apply one message inside the caller's transaction; the caller commits,
+        then sends the outcome's ACK. Never raises for bad input.
 
-    def process(self, session: Session, item: Prepared, first: bool = False) -> Outcome:
-        """Store and apply one prepared message inside the caller's transaction (the caller
-        commits). `first`: the transaction holds nothing else yet, and `session` is held
-        across transactions (fastsql.commit_held), so a failure may roll all of it back."""
-        msg, peer = item.msg, item.peer
-        if msg is None:
-            ack_bytes = ack.fallback_ack(item.raw, item.unreadable)
-            message_id = self._insert(session, item, "REJECTED", item.unreadable, ack_bytes)
-            log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id,
-                        item.unreadable)
-            return Outcome("REJECTED", ack_bytes, message_id)
-        # Stored as it will most often end, with its AA: a message that fails is corrected
-        # below, in the same transaction, so no reader ever sees the first version.
-        message_id = self._insert(session, item, "PROCESSED", "", item.accept_ack)
+        `raise_database_errors`: a database error while applying (on PostgreSQL, another
+        process inserting the same new patient at the same moment) is raised for the caller
+        to retry the message in a fresh transaction, instead of failing the message."""
+        try:
+            msg = parse(raw)
+        except Hl7ParseError as exc:
+            return self._store_unreadable(session, raw, peer, str(exc))
+        message_id = insert_message(session, channel=CHANNEL, sender=msg.sender,
+                                    control_id=msg.control_id, message_type=msg.message_type,
+                                    peer=peer, raw=raw)
         if message_id is None:
-            return self._resend(session, item)
-        status, text, error, unexpected = self._apply(session, message_id, item, first)
-        if status == "PROCESSED" and item.accept_ack:
-            ack_bytes = item.accept_ack
-        else:
-            ack_bytes = ack.build_ack(ack.AckHeader.of(msg), _CODES[status], text, error)
-            if first and status != "PROCESSED":  # rolled back with the apply: store it again
-                message_id = self._insert(session, item, status, text, ack_bytes)
-            else:
-                CORRECT_MESSAGE.run(session, {"b_id": message_id, "b_status": status,
-                                              "b_error": text, "b_ack": ack_bytes})
-        if unexpected is not None:
-            _log_unexpected(message_id, msg, unexpected)
-        self._log(item, message_id, status, text)
-        return Outcome(status, ack_bytes, message_id)
-
-    @staticmethod
-    def _resend(session: Session, item: Prepared) -> Outcome:
-        """The outcome of the stored copy of a message sent again: it is not applied twice."""
-        msg = item.msg
-        previous_id, previous_status, previous_ack = FIND_MESSAGE.first(session, {
-            "b_channel": CHANNEL, "b_sender": msg.sender, "b_control_id": msg.control_id})
-        log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
-                 item.peer, msg.control_id, previous_id)
-        return Outcome(previous_status, bytes(previous_ack) if previous_ack else
-                       ack.build_ack(ack.AckHeader.of(msg), "AA"), previous_id, duplicate=True)
+            return self._resend(session, msg, peer)
+        result = self._apply(session, message_id, msg, raise_database_errors)
+        return self._finish(session, message_id, msg, peer, result)
 
     def reprocess(self, message_id: int) -> Outcome:
-        """Apply a stored message again (after a fix to data or mappings)."""
-        with self._sessions.begin() as session:
+        """Apply a stored FAILED/REJECTED message again: its changes and its new outcome
+        commit together, or neither does."""
+        with self.sessions.begin() as session:
             row = session.get(InboundMessage, message_id)
             if row is None:
                 raise KeyError(f"no inbound message #{message_id}")
             if row.status == "PROCESSED":
                 raise ValueError(f"message #{message_id} was already processed")
-            item = self.prepare(row.raw, "reprocess")
-            if item.msg is None:
-                raise ValueError(f"message #{message_id} is not readable HL7: {item.unreadable}")
-            status, text, error, unexpected = self._apply(session, row.id, item)
-            if unexpected is not None:
-                _log_unexpected(message_id, item.msg, unexpected)
-            ack_bytes = ack.build_ack(ack.AckHeader.of(item.msg), _CODES[status], text, error)
-            FINISH_MESSAGE.run(session, {"b_id": message_id, "b_status": status, "b_error": text,
-                                         "b_ack": ack_bytes, "b_at": utcnow()})
-            self._log(item, message_id, status, text)
-            return Outcome(status, ack_bytes, message_id)
+            try:
+                msg = parse(row.raw)
+            except Hl7ParseError as exc:
+                raise ValueError(f"message #{message_id} is not readable HL7: {exc}") from None
+            result = self._apply(session, message_id, msg)
+            return self._finish(session, message_id, msg, "reprocess", result)
 
-    def _apply(self, session: Session, message_id: int, item: Prepared, whole: bool = False
-               ) -> tuple[str, str, tuple[str, str] | None, Exception | None]:
-        """Run the handler: (status, error text, ACK error condition, the exception when it
-        was a bug). A failure undoes the apply: back to a savepoint, or with `whole` (nothing
-        else in the transaction) the whole transaction, raw row included."""
+    def _finish(self, session: Session, message_id: int, msg: Message, peer: str,
+                result: _Result) -> Outcome:
+        ack_bytes = ack.build_ack(ack.AckHeader.of(msg), _CODES[result.status], result.text,
+                                  result.error)
+        finish_message(session, message_id, result.status, result.text, ack_bytes)
+        if result.bug is not None:
+            log.error("hl7 message #%s (control id %s): processing failed", message_id,
+                      msg.control_id, exc_info=result.bug)
+        log.info("hl7 from %s: %s control id %s -> %s (message #%s)%s", peer, msg.message_type,
+                 msg.control_id, _CODES[result.status], message_id,
+                 f": {result.text}" if result.text else "")
+        return Outcome(result.status, ack_bytes, message_id)
+
+    def _store_unreadable(self, session: Session, raw: bytes, peer: str, why: str) -> Outcome:
+        ack_bytes = ack.fallback_ack(raw, why)
+        message_id = insert_message(session, channel=CHANNEL, sender="", control_id=None,
+                                    message_type="", peer=peer, raw=raw)
+        finish_message(session, message_id, "REJECTED", why, ack_bytes)
+        log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id, why)
+        return Outcome("REJECTED", ack_bytes, message_id)
+
+    @staticmethod
+    def _resend(session: Session, msg: Message, peer: str) -> Outcome:
+        copy = find_copy(session, CHANNEL, msg.sender, msg.control_id)
+        log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
+                 peer, msg.control_id, copy.id)
+        answer = copy.ack or ack.build_ack(ack.AckHeader.of(msg), "AA")
+        return Outcome(copy.status, bytes(answer), copy.id, duplicate=True)
+
+    def _apply(self, session: Session, message_id: int, msg: Message,
+               raise_database_errors: bool = False) -> _Result:
+        """Run the message's handler in a savepoint; a failure rolls back only its changes."""
         try:
-            with undo_all(session) if whole else savepoint(session):
-                self._run(session, message_id, item)
+            with session.begin_nested():
+                self._handler_for(msg)(session, msg, message_id, self.ctx)
         except Rejected as exc:
-            return "REJECTED", str(exc), exc.error, None
+            return _Result("REJECTED", str(exc), exc.error)
         except Failed as exc:
-            return "FAILED", str(exc), exc.error, None
+            return _Result("FAILED", str(exc), exc.error)
+        except DBAPIError:
+            if raise_database_errors:
+                raise
+            log.warning("hl7 message #%s (control id %s): database error while applying",
+                        message_id, msg.control_id, exc_info=True)
+            return _Result("FAILED", "database error while processing the message",
+                           ack.ERR_APPLICATION_RECORD_LOCKED)
         except Exception as exc:  # noqa: BLE001 - an unexpected bug must still be answered and kept
             error = next((e for kind, e in _FAILURES if isinstance(exc, kind)), None)
             if error is not None:
-                return "FAILED", str(exc), error, None
-            return ("FAILED", "internal error while processing the message", ack.ERR_APPLICATION,
-                    exc)
-        return "PROCESSED", "", None, None
+                return _Result("FAILED", str(exc), error)
+            return _Result("FAILED", "internal error while processing the message",
+                           ack.ERR_APPLICATION, bug=exc)
+        return _Result("PROCESSED")
 
-    def _run(self, session: Session, message_id: int, item: Prepared) -> None:
-        if item.refusal is not None:
-            raise item.refusal
-        if isinstance(item.handler, StagedHandler):
-            item.handler.apply(session, item.msg, item.plan, message_id, self.ctx)
-        else:
-            item.handler(session, item.msg, message_id, self.ctx)
-
-    @staticmethod
-    def _log(item: Prepared, message_id: int, status: str, text: str) -> None:
-        log.info("hl7 from %s: %s control id %s -> %s (message #%s)%s", item.peer,
-                 item.msg.message_type, item.msg.control_id, _CODES[status], message_id,
-                 f": {text}" if text else "")
-
-    def _handler_for(self, msg: Message) -> Handler | StagedHandler:
+    def _handler_for(self, msg: Message) -> Handler:
         allowed = self.ctx.allowed_senders
         if allowed and msg.sending_application not in allowed and msg.sender not in allowed:
             raise Rejected(f"sender {msg.sender!r} is not allowed", ack.ERR_UNKNOWN_KEY)
@@ -269,20 +220,3 @@ class Hl7Intake:
                      else ack.ERR_UNSUPPORTED_MESSAGE_TYPE)
             raise Rejected(f"message type {msg.message_type} is not supported", error)
         return handler
-
-    @staticmethod
-    def _insert(session: Session, item: Prepared, status: str, error: str,
-                ack_bytes: bytes | None) -> int | None:
-        """The new row's id; None when a copy (same sender and control id) is stored already."""
-        msg, now = item.msg, utcnow()
-        return INSERT_MESSAGE.scalar(session, dict(
-            channel=CHANNEL, sender=msg.sender if msg else "",
-            control_id=(msg.control_id or None) if msg else None,
-            message_type=msg.message_type[:32] if msg else "", peer=item.peer[:64], raw=item.raw,
-            received_at=item.received_at or now, status=status, error=error, ack=ack_bytes,
-            processed_at=now, attempts=1, journal_seq=item.journal_seq))
-
-
-def _log_unexpected(message_id: int, msg: Message, exc: Exception) -> None:
-    log.error("hl7 message #%s (control id %s): processing failed", message_id,
-              msg.control_id, exc_info=exc)

@@ -52,10 +52,6 @@ class MllpServer:
         self._connections = 0
         self._tasks: set[asyncio.Task] = set()
 
-    def one_connection(self) -> bool:
-        """Exactly one sender connected (then no two messages can arrive together)."""
-        return self._connections == 1
-
     async def start(self) -> tuple[str, int]:
         """Bind and start serving; returns the bound address (port 0 picks a free one)."""
         self._server = await asyncio.start_server(

@@ -3,56 +3,64 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-
-PAGE_SIZE = 1024
-WAL_AUTOCHECKPOINT_BYTES = 40 * 1024 * 1024
+# Execution option of an engine whose SQLite transactions only read (worklist queries).
+READ_ONLY = "broker_read_only"
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
-    """An engine for `url`; SQLite gets WAL, durable commits and foreign keys."""
+    """An engine for `url`; SQLite gets WAL, durable commits, foreign keys and real SAVEPOINTs."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    # SQLAlchemy's documented pysqlite recipe ("Serializable isolation / Savepoints /
+    # Transactional DDL"): the driver's own transaction handling is switched off, so that
+    # SAVEPOINTs work and every transaction begins where SQLAlchemy begins it (_sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    # Every commit writes each page it dirtied to the WAL in full, and its fsync time grows
-    # with those bytes: an HL7 order dirties ~25 pages (one leaf per table and index), i.e.
-    # 94 KB at 4 KiB pages but 31 KB at 1 KiB; that made a stored message ~25% cheaper
-    # (bench/hl7_ingest.py). Only takes effect when the file is created (before WAL mode);
-    # an existing database keeps its page size.
-    cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit is on disk before we acknowledge the message that caused it.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    # An HL7 order commit writes ~28 pages to the WAL, so the default auto-checkpoint (1,000
-    # pages) ran a checkpoint -- copying pages back and fsyncing the database file -- inside
-    # every ~36th commit, on the writer thread, with the sender waiting for its ACK. 40 MB of
-    # WAL (in pages of this file's size, which an older file may have larger) makes that rarer and each run cheaper per message (the
-    # same hot pages are copied once). Durability is unchanged: every commit still fsyncs the
-    # WAL. Growth stays bounded: the checkpoint still runs at 40 MB of WAL, jobs.checkpoint_wal
-    # truncates every 10 minutes, and journal_size_limit trims the file after a checkpoint.
-    page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
-    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_BYTES // page_size}")
-    cursor.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when
+    # another connection committed in between (busy_timeout cannot help it), so writers take
+    # the write lock when they begin. Read-only engines (read_only_sessions) begin deferred and
+    # never wait for a writer. AUTOCOMMIT connections run statements SQLite refuses inside a
+    # transaction (a WAL checkpoint).
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    if options.get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for queries that never write (the worklist): on SQLite they do not queue
+    behind the intake for the write lock."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+    JSON, Boolean, ColumnElement, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
     MetaData, String, Text, UniqueConstraint, literal_column,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -264,24 +264,12 @@ class InboundMessage(Base):
     ack: Mapped[bytes | None] = mapped_column(LargeBinary)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # Position of the frame in the HL7 intake journal (broker.store.journal); None when it
-    # came another way (FHIR, a writer without a journal, PostgreSQL).
-    journal_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 Index("ix_inbound_message_unprocessed", InboundMessage.status,
       sqlite_where=unprocessed_message(InboundMessage.status),
       postgresql_where=unprocessed_message(InboundMessage.status))
 
-
-
-class IntakeJournalToken(Base):
-    """One row: the name this database gives its HL7 intake journal (broker.store.journal).
-    Journal segments carrying another token were written for another database."""
-    __tablename__ = "intake_journal"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    token: Mapped[str] = mapped_column(String(36))
 
 class PatientSearch(Base):
     """A pending fuzzy candidate search for a new patient: written in the transaction that

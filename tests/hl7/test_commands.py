@@ -9,8 +9,8 @@ from sqlalchemy import insert
 
 from broker.cli import main
 from broker.config import load_settings
-from broker.hl7.commands import list_messages
-from broker.service import build_intake
+from broker.store.messages import list_messages
+from broker.hl7.handlers import build_intake
 from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
 from broker.store.models import InboundMessage

@@ -10,7 +10,6 @@ from broker.clock import uid_factory
 from broker.hl7.handlers import HANDLERS
 from broker.hl7.intake import Hl7Intake, IntakeContext
 from broker.hl7.message import parse
-from broker.hl7.writer import IntakeWriter
 from broker.store.models import InboundMessage, Order, Patient, ScheduledStep
 from tests.hl7.conftest import MAPPINGS
 
@@ -78,6 +77,25 @@ def test_failed_message_is_reprocessed_once_the_cause_is_fixed(intake, sessions)
         assert session.get(InboundMessage, change.message_id).attempts == 2
     with pytest.raises(ValueError):
         intake.reprocess(change.message_id)  # already processed
+
+
+def test_reprocess_is_atomic_a_failure_before_the_outcome_leaves_no_change(intake, sessions,
+                                                                          monkeypatch):
+    failed = intake.receive(orm("C1", "XO", when="202611241500"), "peer")
+    assert failed.status == "FAILED"
+    intake.receive(orm("C2", "NW"), "peer")   # the order XO needs now exists
+
+    def outcome_not_written(*args, **kwargs):
+        raise RuntimeError("disk full while writing the outcome")
+    monkeypatch.setattr("broker.hl7.intake.finish_message", outcome_not_written)
+    with pytest.raises(RuntimeError):
+        intake.reprocess(failed.message_id)
+    with sessions() as session:
+        assert session.scalars(select(ScheduledStep)).one().start_at.hour == 10  # XO not applied
+        row = session.get(InboundMessage, failed.message_id)
+        assert (row.status, row.attempts) == ("FAILED", 1)
+    monkeypatch.undo()
+    assert intake.reprocess(failed.message_id).status == "PROCESSED"
 
 
 def test_resend_is_answered_with_the_first_ack_and_not_applied_again(intake, sessions):
@@ -167,28 +185,6 @@ def test_a47_changes_the_identifier_and_a10_marks_todays_steps_arrived(intake, s
         assert [i.value for i in session.scalars(select(Patient)).one().identifiers] == ["NEW1"]
 
 
-def test_writer_acknowledges_each_message_only_after_its_commit(intake, sessions):
-    writer = IntakeWriter(intake, max_group=8).start()
-    results = {}
-
-    def send(n: int) -> None:
-        future = writer.submit(orm(f"W{n}", "NW", placer=f"P{n}", accession=f"A{n}",
-                                   pid=f"M{n % 3}"), "peer")
-        outcome = future.result(30)
-        with sessions() as session:  # a fresh connection sees the committed row
-            results[n] = (outcome.status, session.get(InboundMessage, outcome.message_id).status)
-
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(24)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    writer.stop()
-    assert results == {n: ("PROCESSED", "PROCESSED") for n in range(24)}
-    with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Order)) == 24
-
-
 def test_a40_with_two_patient_groups_merges_both(intake, sessions):
     for n, pid in enumerate(["S1", "T1", "S2", "T2"]):
         intake.receive(adt(f"R{n}", "A04", pid=pid), "peer")
@@ -224,7 +220,7 @@ def test_concurrent_copy_of_a_message_is_answered_as_a_resend(postgres):
     raw = orm("SAME1", "NW")
     session = sessions()
     session.begin()
-    first = first_intake.process(session, first_intake.prepare(raw, "a"))  # not committed yet
+    first = first_intake.process(session, raw, "a")  # not committed yet
     results = []
     thread = threading.Thread(target=lambda: results.append(second_intake.receive(raw, "b")))
     thread.start()

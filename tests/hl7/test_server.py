@@ -95,21 +95,6 @@ def test_connections_beyond_the_maximum_are_refused_others_keep_working(start):
         assert parse(_read_frame(first)).get("MSA", 1) == "AA"
 
 
-def test_the_listener_knows_when_a_single_sender_is_connected(start):
-    running = start()
-    port = running.listeners.hl7[1]
-    server = running.mllp_server
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
-        first.sendall(frame(_message("S1")))
-        assert parse(_read_frame(first)).get("MSA", 1) == "AA"
-        alone = server.one_connection()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
-            second.sendall(frame(_message("S2")))
-            assert parse(_read_frame(second)).get("MSA", 1) == "AA"
-            together = server.one_connection()
-    assert (alone, together) == (True, False)
-
-
 def test_non_mllp_input_closes_that_connection_only(start):
     running = start()
     port = running.listeners.hl7[1]

@@ -1,218 +1,113 @@
-"""The intake writer on the event loop: group commit, ACK only after the commit, stop."""
+"""The intake's writer thread: ACKs only after the commit, groups, a slow database elsewhere."""
 from __future__ import annotations
 
-import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
-import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select, text
 
-from broker.hl7 import writer as writer_module
+from broker.hl7.message import parse
 from broker.hl7.writer import IntakeWriter
-from broker.store.fastsql import commit_held
-from broker.store.models import InboundMessage, Order, Patient, PatientIdentifier
+from broker.service import Broker
+from broker.store.db import make_engine
+from broker.store.models import InboundMessage, Order
+from tests.conftest import make_test_settings
 from tests.hl7.test_intake import orm
+from tests.support.hl7client import send_and_read_ack
 
 
-def _orders(n: int, first: int = 0) -> list[bytes]:
-    return [orm(f"G{i}", "NW", placer=f"P{i}", accession=f"A{i}", pid=f"M{i % 3}")
-            for i in range(first, first + n)]
+def _order(n: int, pid: str | None = None) -> bytes:
+    return orm(f"W{n}", "NW", placer=f"P{n}", accession=f"A{n}", pid=pid or f"M{n % 3}")
 
 
-def _committed(sessions) -> tuple[int, int]:
-    """(inbound messages, orders) as a new connection sees them: only committed rows."""
-    with sessions() as session:
-        return (session.scalar(select(func.count()).select_from(InboundMessage)),
-                session.scalar(select(func.count()).select_from(Order)))
+def test_each_message_is_committed_before_its_outcome_is_known(intake, sessions):
+    writer = IntakeWriter(intake, max_group=8).start()
+    results = {}
 
+    def send(n: int) -> None:
+        outcome = writer.submit(_order(n), "peer").result(30)
+        with sessions() as session:  # a connection of its own sees only committed rows
+            results[n] = (outcome.status, session.get(InboundMessage, outcome.message_id).status)
 
-def test_messages_arriving_in_the_same_turn_share_one_commit(intake, sessions):
-    async def scenario() -> list:
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
-        outcomes = await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(6)))
-        return [writer.commits, outcomes]
-
-    commits, outcomes = asyncio.run(scenario())
-    assert commits == 1
-    assert [o.status for o in outcomes] == ["PROCESSED"] * 6
-    assert _committed(sessions) == (6, 6)
-
-
-def test_a_group_is_committed_at_max_group(intake, sessions):
-    async def scenario() -> int:
-        writer = IntakeWriter(intake, 4, loop=asyncio.get_running_loop())
-        await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(10)))
-        return writer.commits
-
-    assert asyncio.run(scenario()) == 3  # 4 + 4 + 2
-    assert _committed(sessions) == (10, 10)
-
-
-def test_no_outcome_before_the_commit(intake, sessions):
-    """While a group waits for its quiet turns nothing is committed, and nobody is answered."""
-    async def scenario() -> list:
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
-        task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        before = (task.done(), _committed(sessions))
-        outcome = await task
-        return [before, outcome.status, _committed(sessions)]
-
-    before, status, after = asyncio.run(scenario())
-    assert before == (False, (0, 0))
-    assert (status, after) == ("PROCESSED", (1, 1))
-
-
-def test_with_one_sender_the_message_commits_without_waiting_for_quiet_turns(intake, sessions):
-    """A lone sender waits for each ACK, so nothing can join its group: commit at once."""
-    async def scenario() -> list:
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
-        writer.one_sender = lambda: True
-        task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
-        await asyncio.sleep(0)   # one turn: store() runs up to its wait, no quiet turns yet
-        return [writer.commits, _committed(sessions), (await task).status]
-
-    assert asyncio.run(scenario()) == [1, (1, 1), "PROCESSED"]
-
-
-def test_a_message_whose_connection_went_away_is_still_committed(intake, sessions):
-    async def scenario() -> None:
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop(), quiet_turns=50)
-        task = asyncio.ensure_future(writer.store(_orders(1)[0], "peer"))
-        await asyncio.sleep(0)
-        task.cancel()  # the listener closing the connection while the group is open
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await writer.flush()
-
-    asyncio.run(scenario())
-    assert _committed(sessions) == (1, 1)
-
-
-def test_store_refuses_a_foreign_loop(intake):
-    writer = IntakeWriter(intake).start()  # its own loop thread
-    try:
-        with pytest.raises(RuntimeError, match="submit"):
-            asyncio.run(writer.store(_orders(1)[0], "peer"))
-    finally:
-        writer.stop()
-
-
-def test_submit_from_other_threads_and_stop(intake, sessions):
-    writer = IntakeWriter(intake, max_group=8).start()  # runs its own loop thread
-    futures = [writer.submit(raw, "peer") for raw in _orders(5)]
-    statuses = [f.result(30).status for f in futures]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(24)))
     writer.stop()
-    assert statuses == ["PROCESSED"] * 5
-    assert _committed(sessions) == (5, 5)
-
-
-def test_groups_reuse_the_writers_connection(intake, sessions):
-    """One pool checkout for many groups: the writer holds its connection between commits."""
-    engine = sessions.kw["bind"]
-    checkouts = []
-
-    def count(*args) -> None:
-        checkouts.append(1)
-
-    event.listen(engine, "checkout", count)
-
-    async def scenario() -> int:
-        writer = IntakeWriter(intake, 2, loop=asyncio.get_running_loop())
-        for raw in _orders(6):
-            await writer.store(raw, "peer")
-        writer.stop()
-        return writer.commits
-
-    try:
-        assert asyncio.run(scenario()) == 6
-    finally:
-        event.remove(engine, "checkout", count)
-    assert len(checkouts) == 1
-    assert _committed(sessions) == (6, 6)
-
-
-def test_a_failed_commit_stores_each_message_alone_on_a_new_connection(intake, sessions,
-                                                                      monkeypatch):
-    """The group's commit fails once: every message is stored in a transaction of its own
-    (and answered), and the next group runs on a fresh connection."""
-    failures = [OperationalError("COMMIT", {}, RuntimeError("disk I/O error"))]
-
-    def fail_once(session) -> None:
-        # The commit itself fails, before the driver commits: the group's work is still open.
-        if failures:
-            raise failures.pop()
-        commit_held(session)
-
-    monkeypatch.setattr(writer_module, "commit_held", fail_once)
-
-    async def scenario() -> list:
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
-        first = await asyncio.gather(*(writer.store(raw, "peer") for raw in _orders(3)))
-        held = writer._connection
-        second = await writer.store(_orders(1, first=3)[0], "peer")
-        return [first, held, second, writer._connection]
-
-    first, held, second, connection = asyncio.run(scenario())
-    assert [o.status for o in first] == ["PROCESSED"] * 3
-    assert held is None  # dropped after the failure...
-    assert connection is not None and second.status == "PROCESSED"  # ...and opened again
-    assert _committed(sessions) == (4, 4)
-
-
-def _clashing(control_id: str, placer: str, mrn: str) -> bytes:
-    """An order that creates patient `mrn` and order `placer`, then fails: its second group
-    reuses accession A0."""
-    clash = (f"\rORC|NW|{placer}X^EHR|||||^^^202611241000^^R\rOBR|1|{placer}X^EHR||CTHEAD^CT "
-             f"head^L||||||||||||||A0|RP{placer}X|SPS{placer}X||||CT")
-    return orm(control_id, "NW", placer=placer, accession=f"A{placer}", pid=mrn,
-               extra_group=clash)
-
-
-def test_failing_messages_keep_their_raw_rows_and_the_rest_of_their_group(intake, sessions):
-    """The first message of a transaction runs without a savepoint: when it fails, the whole
-    transaction is rolled back and the message stored again as FAILED. Later messages of the
-    group fail back to their own savepoints."""
-    sent = [_clashing("B1", "P1", "BAD1"), orm("G2", "NW", placer="P2", accession="A2"),
-            _clashing("B3", "P3", "BAD3"), orm("G4", "NW", placer="P4", accession="A4")]
-
-    async def scenario() -> list:
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
-        await writer.store(orm("G0", "NW", placer="P0", accession="A0"), "peer")
-        outcomes = await asyncio.gather(*(writer.store(raw, "peer") for raw in sent))
-        return [writer.commits, outcomes]
-
-    commits, outcomes = asyncio.run(scenario())
-    assert commits == 2
-    assert [o.status for o in outcomes] == ["FAILED", "PROCESSED", "FAILED", "PROCESSED"]
+    assert results == {n: ("PROCESSED", "PROCESSED") for n in range(24)}
     with sessions() as session:
-        for raw, outcome in zip(sent, outcomes):
-            row = session.get(InboundMessage, outcome.message_id)
-            assert (row.status, row.raw, row.ack) == (outcome.status, raw, outcome.ack)
-        assert sorted(session.scalars(select(Order.placer_order_number))) == ["P0", "P2", "P4"]
-        assert not session.scalars(select(PatientIdentifier).where(
-            PatientIdentifier.value.in_(["BAD1", "BAD3"]))).all()
-    assert _committed(sessions) == (5, 3)
+        assert session.scalar(select(func.count()).select_from(Order)) == 24
 
 
-def test_a_bug_in_a_lone_message_is_logged_with_its_stored_row(intake, sessions, caplog):
-    def broken(session, msg, message_id, ctx):
-        session.add(Patient(name="HALF^DONE"))
-        session.flush()
-        raise RuntimeError("a bug")
+def test_a_failing_message_keeps_its_row_and_spares_the_others(intake, sessions):
+    writer = IntakeWriter(intake).start()
+    raws = [_order(1), _order(1), _order(2), b"MSH|^~\\&|EHR|HOSP|BROKER|RAD|x||ZZZ^Z99|Z1|P|2.5",
+            _order(3)]
+    raws[1] = raws[1].replace(b"|W1|", b"|W1b|")  # the same order again: AE, duplicate key
+    futures = [writer.submit(raw, "peer") for raw in raws]
+    outcomes = [f.result(30) for f in futures]
+    writer.stop()
+    assert [o.code for o in outcomes] == ["AA", "AE", "AA", "AR", "AA"]
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 5
+        assert session.scalar(select(func.count()).select_from(Order)) == 3
 
-    intake._handlers = {**intake._handlers, "ORM^O01": broken}
 
-    async def scenario():
-        writer = IntakeWriter(intake, 64, loop=asyncio.get_running_loop())
-        return await writer.store(_orders(1)[0], "peer")
+def test_stop_stores_what_was_submitted_before(intake, sessions):
+    writer = IntakeWriter(intake).start()
+    futures = [writer.submit(_order(n), "peer") for n in range(10)]
+    writer.stop()
+    assert all(f.result(0).status == "PROCESSED" for f in futures)
 
-    with caplog.at_level("ERROR", logger="broker.hl7.intake"):
-        outcome = asyncio.run(scenario())
-    assert outcome.status == "FAILED"
-    assert [r.getMessage() for r in caplog.records] == [
-        f"hl7 message #{outcome.message_id} (control id G0): processing failed"]
+
+def test_a_bug_in_a_handler_is_answered_ae_and_logged_with_its_stored_row(intake, sessions,
+                                                                         monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr("broker.hl7.handlers.create_order", broken)
+    caplog.set_level(logging.ERROR)
+    outcome = IntakeWriter(intake).start().submit(_order(1), "peer").result(30)
+    assert outcome.code == "AE" and "internal error" in parse(outcome.ack).get("MSA", 3)
+    assert f"message #{outcome.message_id}" in caplog.text and "ZeroDivisionError" in caplog.text
     with sessions() as session:
         assert session.get(InboundMessage, outcome.message_id).status == "FAILED"
-        assert not session.scalars(select(Patient).where(Patient.name == "HALF^DONE")).all()
+
+
+def test_a_long_write_elsewhere_delays_acks_but_loses_none_and_the_listener_stays_up(tmp_path):
+    """Another process holds SQLite's write lock for two seconds (an import, a checkpoint):
+    the HL7 senders get every ACK once it is released, and meanwhile the listener still
+    accepts connections and answers what needs no database (an oversized frame's AR)."""
+    settings = make_test_settings(tmp_path)
+    settings = replace(settings, hl7=replace(settings.hl7, max_message_bytes=4096),
+                       dicom=replace(settings.dicom, enabled=False),
+                       web=replace(settings.web, enabled=False))
+    broker = Broker(settings)
+    broker.start()
+    port = broker.listeners.hl7[1]
+    try:
+        assert send_and_read_ack(port, _order(0)).get("MSA", 1) == "AA"
+        blocker = make_engine(settings.database_url)
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_the_write_lock() -> None:
+            with blocker.begin() as conn:   # BEGIN IMMEDIATE: SQLite's write lock
+                conn.execute(text("UPDATE imaging_order SET reason = reason"))
+                locked.set()
+                release.wait(30)
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        assert locked.wait(10)
+        with ThreadPoolExecutor(4) as pool:
+            acks = [pool.submit(send_and_read_ack, port, _order(n, pid=f"L{n}"))
+                    for n in range(1, 5)]
+            too_big = orm("BIG", "NW").replace(b"Doe^Jane", b"D" * 8000)
+            assert send_and_read_ack(port, too_big).get("MSA", 1) == "AR"   # answered now
+            assert not any(a.done() for a in acks)                           # still waiting
+            release.set()
+            assert [a.result(30).get("MSA", 1) for a in acks] == ["AA"] * 4
+        holder.join(10)
+        blocker.dispose()
+        with broker.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Order)) == 5
+    finally:
+        broker.stop()

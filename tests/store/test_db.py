@@ -1,42 +1,82 @@
-"""The SQLite connection settings that durability and intake speed rely on."""
+"""The store's transactions: savepoints, and SQLite's concurrent writers and readers."""
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, insert, select
 
-from broker.store.db import PAGE_SIZE, WAL_AUTOCHECKPOINT_BYTES, make_engine
+from broker.store.db import make_engine, make_session_factory, read_only_sessions
+from broker.store.migrate import upgrade
+from broker.store.models import AuditEvent
 
 
-@pytest.mark.parametrize("pragma,expected", [
-    ("journal_mode", "wal"),
-    ("synchronous", 2),                 # FULL: a commit is on disk before its ACK leaves
-    ("foreign_keys", 1),
-    ("page_size", PAGE_SIZE),           # a new file: fewer WAL bytes per commit
-    ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_BYTES // PAGE_SIZE),
-    ("journal_size_limit", 64 * 1024 * 1024),
-])
-def test_every_sqlite_connection_gets_the_pragma(tmp_path, pragma, expected):
+def _count(sessions) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(AuditEvent))
+
+
+def _event(session, action: str) -> None:
+    session.execute(insert(AuditEvent).values(actor="t", action=action, entity_type="x",
+                                              entity_id="1"))
+
+
+def test_a_failed_savepoint_keeps_the_rest_of_the_transaction(sessions):
+    with sessions.begin() as session:
+        _event(session, "kept")
+        with pytest.raises(RuntimeError):
+            with session.begin_nested():
+                _event(session, "undone")
+                raise RuntimeError("apply failed")
+        _event(session, "kept too")
+    with sessions() as session:
+        assert sorted(session.scalars(select(AuditEvent.action))) == ["kept", "kept too"]
+
+
+def test_a_rolled_back_transaction_takes_its_released_savepoints_with_it(sessions):
+    with pytest.raises(RuntimeError):
+        with sessions.begin() as session:
+            with session.begin_nested():
+                _event(session, "applied")
+            raise RuntimeError("the outcome could not be written")
+    assert _count(sessions) == 0
+
+
+def test_read_then_write_transactions_wait_for_each_other_instead_of_failing(tmp_path):
+    """Two writers that each read before writing: the second waits for the first's commit
+    (SQLite would otherwise answer SQLITE_BUSY at once to a read transaction's upgrade)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(text(f"PRAGMA {pragma}")).scalar() == expected
-    finally:
-        engine.dispose()
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    errors, inside = [], threading.Event()
+
+    def writer(action: str, hold: bool) -> None:
+        try:
+            with sessions.begin() as session:
+                session.scalar(select(func.count()).select_from(AuditEvent))
+                if hold:
+                    inside.set()
+                    threading.Event().wait(0.5)
+                _event(session, action)
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    first = threading.Thread(target=writer, args=("first", True))
+    first.start()
+    inside.wait(10)
+    writer("second", False)
+    first.join(10)
+    assert errors == [] and _count(sessions) == 2
+    engine.dispose()
 
 
-def test_an_existing_file_keeps_its_page_size_and_the_checkpoint_stays_40_mb(tmp_path):
-    import sqlite3
-    path = tmp_path / "old.db"
-    old = sqlite3.connect(path)
-    old.execute("PRAGMA page_size=4096")
-    old.execute("PRAGMA journal_mode=WAL")
-    old.execute("CREATE TABLE t (x)")
-    old.close()
-    engine = make_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(text("PRAGMA page_size")).scalar() == 4096
-            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == \
-                WAL_AUTOCHECKPOINT_BYTES // 4096
-    finally:
-        engine.dispose()
+def test_readers_are_not_blocked_by_a_writer(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
+    upgrade(engine)
+    sessions, readers = make_session_factory(engine), read_only_sessions(engine)
+    with sessions.begin() as session:
+        _event(session, "written")   # the write lock is held until this block ends
+        with readers() as reader:
+            assert reader.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    engine.dispose()
+

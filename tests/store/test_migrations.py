@@ -74,7 +74,7 @@ def test_0008_adds_a_nullable_step_end_and_downgrades_cleanly(database_url):
         engine.dispose()
 
 
-def test_0010_adds_the_journal_columns_keeps_messages_and_downgrades_cleanly(database_url):
+def test_0012_drops_the_journal_columns_and_keeps_messages(database_url):
     from datetime import datetime
 
     from alembic import command
@@ -84,21 +84,21 @@ def test_0010_adds_the_journal_columns_keeps_messages_and_downgrades_cleanly(dat
     from broker.store.migrate import alembic_config
     engine = make_engine(database_url)
     try:
-        upgrade(engine, "0009")
+        upgrade(engine, "0011")
         with engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO inbound_message (channel, sender, control_id, message_type, peer, "
-                "raw, received_at, status, error, attempts) VALUES ('hl7', 'A|B', 'C1', "
-                "'ORM^O01', '', :raw, :at, 'PROCESSED', '', 1)"),
+                "raw, received_at, status, error, attempts, journal_seq) VALUES ('hl7', 'A|B', "
+                "'C1', 'ORM^O01', '', :raw, :at, 'PROCESSED', '', 1, 7)"),
                 {"raw": b"MSH|", "at": datetime(2026, 11, 23)})
         upgrade(engine)
-        assert "intake_journal" in inspect(engine).get_table_names()
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT control_id, journal_seq FROM inbound_message")
-                                ).all() == [("C1", None)]
-        command.downgrade(alembic_config(engine), "0009")
         assert "intake_journal" not in inspect(engine).get_table_names()
         assert "journal_seq" not in {c["name"] for c in inspect(engine).get_columns("inbound_message")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT control_id, raw FROM inbound_message")
+                                ).all() == [("C1", b"MSH|")]
+        command.downgrade(alembic_config(engine), "0011")
+        assert "intake_journal" in inspect(engine).get_table_names()
         with engine.connect() as conn:
             assert conn.execute(text("SELECT control_id FROM inbound_message")).all() == [("C1",)]
     finally:

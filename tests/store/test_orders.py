@@ -8,7 +8,7 @@ from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
 )
 from broker.store.models import Patient, PatientIdentifier, ScheduledStep, StepStationAE
-from broker.store.order_updates import change_order, existing_order
+from broker.store.orders import change_order, existing_order
 from broker.store.orders import OrderConflict, create_order
 from broker.store.patients import upsert_patient
 

@@ -4,10 +4,9 @@ from datetime import timedelta
 
 from broker.clock import local_now
 from broker.config import MppsSettings, WorklistSettings
-from broker.jobs import build_scheduler
+from broker.jobs import build_scheduler, run_housekeeping
 from broker.store.db import make_session_factory
 from broker.store.models import ScheduledStep
-from broker.workflow_jobs import run_housekeeping
 from tests.conftest import make_test_settings
 from tests.support.schedule import schedule
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, ProcedureRequest, StepRequest,
@@ -19,7 +18,7 @@ from broker.hl7.fields import (
 )
 from broker.hl7.message import Message
 from broker.mapping.procedures import ProcedureDefinition
-from broker.mapping.site import ORDER_FIELDS, Address, SenderOverride, SiteMappings
+from broker.mapping.site import Address, SenderOverride, SiteMappings
 
 # Segments read inside an order group; everything else is read from the message.
 GROUP_SEGMENTS = ("ORC", "OBR", "TQ1", "ZDS")
@@ -57,30 +56,8 @@ def order_groups(msg: Message) -> list[OrderGroup]:
     return groups
 
 
-# Where an address's segment is found: the order group's IPC, the group, or the message.
-_IPC, _GROUP, _MESSAGE = 0, 1, 2
-# An address resolved for reading: (where, segment name or group attribute, field, component,
-# subcomponent, read as a person name, the address as written for error messages).
-_Step = tuple[int, str, int, int, int, bool, str]
-
-
-def _steps(addresses: tuple[Address, ...], person: bool) -> tuple[_Step, ...]:
-    return tuple(
-        (_IPC, "ipc", a.field, a.component, a.subcomponent or 1, person, str(a))
-        if a.segment == "IPC" else
-        (_GROUP, a.segment.lower(), a.field, a.component, a.subcomponent or 1, person, str(a))
-        if a.segment in GROUP_SEGMENTS else
-        (_MESSAGE, a.segment, a.field, a.component, a.subcomponent or 1, person, str(a))
-        for a in addresses)
-
-
 class OrderReader:
-    """Reads a message's mapped values for one sender and version."""
-
-    # Reading plans per (version, sender override): an order reads ~17 values, each from a
-    # list of addresses; resolving them once per sender keeps the per-message work to the
-    # field reads themselves. The override is kept in the entry, so its id is not reused.
-    _plans: dict[tuple[int, str, int], tuple[Any, dict[str, tuple[_Step, ...]]]] = {}
+    """Reads a message's mapped values for its sender and version."""
 
     def __init__(self, msg: Message, mappings: SiteMappings) -> None:
         self.msg = msg
@@ -88,22 +65,20 @@ class OrderReader:
         self.version = msg.version
         self.sender: SenderOverride | None = mappings.sender(msg.sending_application,
                                                               msg.sending_facility)
-        key = (id(mappings), self.version, id(self.sender))
-        found = self._plans.get(key)
-        if found is None or found[0][0] is not mappings or found[0][1] is not self.sender:
-            plan = {name: _steps(mappings.addresses(name, self.version, self.sender),
-                                 name in _PERSON_FIELDS) for name in ORDER_FIELDS}
-            found = self._plans[key] = ((mappings, self.sender), plan)
-        self._plan = found[1]
+
+    def _addresses(self, name: str) -> tuple[Address, ...]:
+        return self.mappings.addresses(name, self.version, self.sender)
 
     def value(self, name: str, group: OrderGroup, ipc: list[str] | None = None) -> str:
         """The first non-empty value of `name` at its mapped addresses."""
-        msg = self.msg
-        for where, segment, number, comp, sub, person, _ in self._plan[name]:
-            seg = self._segment(where, segment, group, ipc)
-            if seg is None:
+        person = name in _PERSON_FIELDS
+        for address in self._addresses(name):
+            segment = self._segment(address, group, ipc)
+            if segment is None:
                 continue
-            found = xcn_as_pn(msg, seg, number) if person else msg.field(seg, number, 1, comp, sub)
+            found = (xcn_as_pn(self.msg, segment, address.field) if person else
+                     self.msg.field(segment, address.field, 1, address.component,
+                                    address.subcomponent or 1))
             if found:
                 return found
         return ""
@@ -111,28 +86,30 @@ class OrderReader:
     def located(self, name: str, group: OrderGroup,
                 ipc: list[str] | None = None) -> tuple[str, str]:
         """Like value(), with the address it was read from ("" when none had a value)."""
-        msg = self.msg
-        for where, segment, number, comp, sub, _, address in self._plan[name]:
-            found = msg.field(self._segment(where, segment, group, ipc), number, 1, comp, sub)
+        for address in self._addresses(name):
+            found = self.msg.field(self._segment(address, group, ipc), address.field, 1,
+                                   address.component, address.subcomponent or 1)
             if found:
-                return found, address
+                return found, str(address)
         return "", ""
 
     def coded(self, name: str, group: OrderGroup) -> list[str]:
         """The components of the first mapped CE field of `name` whose code is not empty."""
-        for where, segment, number, _, _, _, _ in self._plan[name]:
-            parts = self.msg.components(self._segment(where, segment, group, None), number)
+        for address in self._addresses(name):
+            parts = self.msg.components(self._segment(address, group, None), address.field)
             if parts and parts[0]:
                 return parts
         return []
 
-    def _segment(self, where: int, segment: str, group: OrderGroup,
+    def _segment(self, address: Address, group: OrderGroup,
                  ipc: list[str] | None) -> list[str] | None:
-        """The segment an address of the plan reads: the IPC, one of the group's, or the
+        """The segment an address reads: the IPC, one of the order group's, or the
         message's first of that name."""
-        if where == _IPC:
+        if address.segment == "IPC":
             return ipc
-        return getattr(group, segment) if where == _GROUP else self.msg.segment(segment)
+        if address.segment in GROUP_SEGMENTS:
+            return getattr(group, address.segment.lower())
+        return self.msg.segment(address.segment)
 
 
 def read_patient(msg: Message, patient_id_issuer: str = "", default_issuer: str = "",

@@ -28,7 +28,6 @@ ORDER_FIELDS = (
 _ADDRESS = re.compile(r"^([A-Z][A-Z0-9]{2})-(\d{1,3})(?:\.(\d{1,2}))?(?:\.(\d{1,2}))?$")
 _SENDER_KEYS = {"fields", "patient_id_issuer", "default_issuer"}
 _RULE_MATCH = ("modality", "procedure_code", "location", "sender")
-_UNKNOWN = object()  # not yet in SiteMappings._stations (None is an answer there)
 _RULE_SET = {"station_ae_titles": list, "station_name": str}
 
 
@@ -81,13 +80,6 @@ class SiteMappings:
     version_fields: dict[str, dict[str, tuple[Address, ...]]] = field(default_factory=dict)
     senders: dict[str, SenderOverride] = field(default_factory=dict)
     station_rules: tuple[StationRule, ...] = ()
-    # addresses() answers, per (name, version, sender override): asked ~17 times per order.
-    _resolved: dict[tuple, tuple[Any, tuple[Address, ...]]] = field(
-        default_factory=dict, compare=False, repr=False)
-    # station() answers by (modality, procedure code, location, sender): a department's orders
-    # repeat a few such combinations, and every order asks.
-    _stations: dict[tuple[str, str, str, str], StationRule | None] = field(
-        default_factory=dict, compare=False, repr=False)
 
     def sender(self, app: str, facility: str) -> SenderOverride | None:
         """The override for "APP|FACILITY", else for "APP", else None."""
@@ -95,16 +87,6 @@ class SiteMappings:
 
     def addresses(self, name: str, version: str, sender: SenderOverride | None) -> tuple[Address, ...]:
         """Where to read `name` for a message of `version` from `sender`."""
-        # Keyed by the override's identity; the entry holds the override, so that identity
-        # cannot be reused by another object while the entry exists.
-        key = (name, version, id(sender))
-        found = self._resolved.get(key)
-        if found is None or found[0] is not sender:
-            found = self._resolved[key] = (sender, self._addresses(name, version, sender))
-        return found[1]
-
-    def _addresses(self, name: str, version: str,
-                   sender: SenderOverride | None) -> tuple[Address, ...]:
         if sender is not None and name in sender.fields:
             return sender.fields[name]
         for key in (version, version[:3]):
@@ -119,16 +101,9 @@ class SiteMappings:
 
     def station(self, modality: str, procedure_code: str, location: str,
                 sender: str) -> StationRule | None:
-        """station_for() of these values, remembered."""
-        key = (modality, procedure_code, location, sender)
-        rule = self._stations.get(key, _UNKNOWN)
-        if rule is not _UNKNOWN:
-            return rule
-        rule = self.station_for(dict(zip(_RULE_MATCH, key)))
-        if len(self._stations) >= 4096:  # distinct combinations from free-text locations
-            self._stations.clear()
-        self._stations[key] = rule
-        return rule
+        """station_for() of these values."""
+        return self.station_for(dict(zip(_RULE_MATCH, (modality, procedure_code, location,
+                                                       sender))))
 
 
 def load_site_mappings(folder: Path) -> SiteMappings:

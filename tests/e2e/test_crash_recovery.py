@@ -21,7 +21,7 @@ from broker.service import Broker
 from broker.store.db import make_engine
 from broker.store.models import InboundMessage, Order
 from tests.conftest import make_test_settings
-from tests.hl7.test_intake import orm
+from tests.support.hl7messages import orm
 from tests.support.dcmtk import findscu
 from tests.support.hl7client import send_and_read_ack
 from tests.support.postgres import free_port, wait_for_port

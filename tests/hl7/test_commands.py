@@ -14,7 +14,7 @@ from broker.hl7.handlers import build_intake
 from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
 from broker.store.models import InboundMessage
-from tests.hl7.test_intake import orm
+from tests.support.hl7messages import orm
 
 
 def test_list_and_reprocess(tmp_path: Path, capsys, monkeypatch):

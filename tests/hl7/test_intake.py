@@ -12,28 +12,7 @@ from broker.hl7.intake import Hl7Intake, IntakeContext
 from broker.hl7.message import parse
 from broker.store.models import InboundMessage, Order, Patient, ScheduledStep
 from tests.hl7.conftest import MAPPINGS
-
-
-def orm(control_id: str, control: str, placer: str = "P1", accession: str = "A1",
-        pid: str = "MRN1", orc5: str = "", when: str = "202611241000", version: str = "2.3.1",
-        extra_group: str = "") -> bytes:
-    text = "\r".join([
-        f"MSH|^~\\&|EHR|HOSP|BROKER|RAD|20261123080000||ORM^O01|{control_id}|P|{version}",
-        f"PID|1||{pid}^^^HOSP^MR||Doe^Jane||19800101|F",
-        "PV1|1|O|RAD^^^HOSP",
-        f"ORC|{control}|{placer}^EHR|||{orc5}||^^^{when}^^R",
-        f"OBR|1|{placer}^EHR||CTHEAD^CT head^L||||||||||||||{accession}|RP{placer}|SPS{placer}||||CT",
-    ]) + extra_group
-    return text.encode()
-
-
-def adt(control_id: str, event: str, pid: str = "MRN1", name: str = "Doe^Jane",
-        mrg: str = "", evn_time: str = "20261124080000") -> bytes:
-    segments = [f"MSH|^~\\&|EHR|HOSP|BROKER|RAD|20261123080000||ADT^{event}|{control_id}|P|2.5",
-                f"EVN|{event}|{evn_time}", f"PID|1||{pid}^^^HOSP^MR||{name}||19800101|F"]
-    if mrg:
-        segments.append(f"MRG|{mrg}^^^HOSP^MR")
-    return "\r".join(segments).encode()
+from tests.support.hl7messages import adt, orm
 
 
 def _statuses(sessions) -> list[str]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message as Hl7apyMessage
 
-from broker.hl7.message import Message
+from broker.hl7.message import Header, Message, read_header
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8")
 _counter = itertools.count(1)
@@ -34,7 +34,8 @@ class AckHeader:
     version: str = "2.5.1"
 
     @classmethod
-    def of(cls, message: Message) -> AckHeader:
+    def of(cls, message: Message | Header) -> AckHeader:
+        """What an ACK to this message (or to a frame with only its MSH readable) echoes."""
         version = message.version if message.version in SUPPORTED_VERSIONS else "2.5.1"
         return cls(message.sending_application, message.sending_facility, message.control_id,
                    message.trigger_event, message.processing_id or "P", version)
@@ -121,18 +122,9 @@ def build_ack(header: AckHeader, code: str, text: str = "",
     return "".join(out).encode("ascii", "replace")
 
 
-# (second, MSH-7 text): every ACK of one second carries the same time stamp.
-_last_stamp: tuple[int, str] = (0, "")
-
-
 def _stamp() -> str:
     """The local time now as an HL7 TS, to the second."""
-    global _last_stamp
-    second = int(time.time())
-    last = _last_stamp
-    if last[0] != second:
-        last = _last_stamp = (second, time.strftime("%Y%m%d%H%M%S", time.localtime(second)))
-    return last[1]
+    return time.strftime("%Y%m%d%H%M%S")
 
 
 _NEEDS_ESCAPE = re.compile(r"[\\|^&~\r\n]")
@@ -149,6 +141,9 @@ def _safe(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")
 
 
-def fallback_ack(raw: bytes, text: str) -> bytes:
-    """An AR for bytes that could not be read as HL7 at all (no usable MSH)."""
-    return build_ack(AckHeader(), "AR", text, ERR_SEGMENT_SEQUENCE)
+def fallback_ack(raw: bytes, text: str, code: str = "AR",
+                 error: tuple[str, str] = ERR_SEGMENT_SEQUENCE) -> bytes:
+    """An answer to bytes that could not be read as a message: it still names the control id
+    and the sender when the MSH segment can be read (senders match ACKs by MSA-2)."""
+    header = read_header(raw)
+    return build_ack(AckHeader.of(header) if header else AckHeader(), code, text, error)

@@ -24,6 +24,9 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
     listing.set_defaults(run=_list)
     again = sub.add_parser("reprocess", parents=[common], help="apply a stored message again")
     again.add_argument("id", type=int)
+    again.add_argument("--charset", metavar="MSH-18",
+                       help='read the bytes in this character set instead of the declared one, '
+                            'e.g. "8859/1" for Latin-1 sent as UNICODE UTF-8')
     again.set_defaults(run=_reprocess)
     mappings = add_parser("mappings", parents=[common], help="site mapping files",
                                    description="Validate the site's mapping files.")
@@ -48,7 +51,7 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as store:
         sessions = store.sessions
         try:
-            outcome = build_intake(settings, sessions).reprocess(args.id)
+            outcome = build_intake(settings, sessions).reprocess(args.id, args.charset)
         except (KeyError, ValueError) as exc:
             print(f"broker: {exc.args[0]}")
             return 1

@@ -22,7 +22,7 @@ from broker.clock import local_now
 from broker.domain.lifecycle import IllegalTransition
 from broker.hl7 import ack
 from broker.hl7.fields import FieldError
-from broker.hl7.message import Hl7ParseError, Message, parse
+from broker.hl7.message import CharsetError, Header, Hl7ParseError, Message, parse, read_header
 from broker.mapping.site import SiteMappings
 from broker.store.merge import MergeError
 from broker.store.messages import find_copy, finish_message, insert_message
@@ -125,7 +125,7 @@ class Hl7Intake:
         try:
             msg = parse(raw)
         except Hl7ParseError as exc:
-            return self._store_unreadable(session, raw, peer, str(exc))
+            return self._store_unreadable(session, raw, peer, exc)
         message_id = insert_message(session, channel=CHANNEL, sender=msg.sender,
                                     control_id=msg.control_id, message_type=msg.message_type,
                                     peer=peer, raw=raw)
@@ -134,9 +134,10 @@ class Hl7Intake:
         result = self._apply(session, message_id, msg, raise_database_errors)
         return self._finish(session, message_id, msg, peer, result)
 
-    def reprocess(self, message_id: int) -> Outcome:
+    def reprocess(self, message_id: int, charset: str | None = None) -> Outcome:
         """Apply a stored FAILED/REJECTED message again: its changes and its new outcome
-        commit together, or neither does."""
+        commit together, or neither does. `charset` (an MSH-18 value such as "8859/1")
+        reads bytes a sender labelled with the wrong character set."""
         with self.sessions.begin() as session:
             row = session.get(InboundMessage, message_id)
             if row is None:
@@ -144,7 +145,7 @@ class Hl7Intake:
             if row.status == "PROCESSED":
                 raise ValueError(f"message #{message_id} was already processed")
             try:
-                msg = parse(row.raw)
+                msg = parse(row.raw, charset)
             except Hl7ParseError as exc:
                 raise ValueError(f"message #{message_id} is not readable HL7: {exc}") from None
             result = self._apply(session, message_id, msg)
@@ -163,16 +164,28 @@ class Hl7Intake:
                  f": {result.text}" if result.text else "")
         return Outcome(result.status, ack_bytes, message_id)
 
-    def _store_unreadable(self, session: Session, raw: bytes, peer: str, why: str) -> Outcome:
-        ack_bytes = ack.fallback_ack(raw, why)
-        message_id = insert_message(session, channel=CHANNEL, sender="", control_id=None,
-                                    message_type="", peer=peer, raw=raw)
-        finish_message(session, message_id, "REJECTED", why, ack_bytes)
-        log.warning("hl7 from %s: unreadable message (stored as #%s): %s", peer, message_id, why)
-        return Outcome("REJECTED", ack_bytes, message_id)
+    def _store_unreadable(self, session: Session, raw: bytes, peer: str,
+                          exc: Hl7ParseError) -> Outcome:
+        """Bytes that are not a readable message: stored and answered all the same, naming
+        the control id when the MSH segment can be read. Bytes in the wrong character set
+        are FAILED (AE), to be reprocessed with the right one; anything else is REJECTED."""
+        header = read_header(raw)
+        message_id = insert_message(
+            session, channel=CHANNEL, sender=header.sender if header else "",
+            control_id=header.control_id if header else None,
+            message_type=header.message_type if header else "", peer=peer, raw=raw)
+        if message_id is None:
+            return self._resend(session, header, peer)
+        status, error = (("FAILED", ack.ERR_DATA_TYPE) if isinstance(exc, CharsetError) else
+                         ("REJECTED", ack.ERR_SEGMENT_SEQUENCE))
+        ack_bytes = ack.fallback_ack(raw, str(exc), _CODES[status], error)
+        finish_message(session, message_id, status, str(exc), ack_bytes)
+        log.warning("hl7 from %s: unreadable message, control id %s (stored as #%s): %s", peer,
+                    header.control_id if header else "?", message_id, exc)
+        return Outcome(status, ack_bytes, message_id)
 
     @staticmethod
-    def _resend(session: Session, msg: Message, peer: str) -> Outcome:
+    def _resend(session: Session, msg: Message | Header, peer: str) -> Outcome:
         copy = find_copy(session, CHANNEL, msg.sender, msg.control_id)
         log.info("hl7 from %s: resend of control id %s (message #%s): not applied again",
                  peer, msg.control_id, copy.id)

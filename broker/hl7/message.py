@@ -12,42 +12,90 @@ class Hl7ParseError(ValueError):
     """The bytes are not an HL7 v2 message; the message says what is wrong."""
 
 
+class CharsetError(Hl7ParseError):
+    """The bytes are not valid in the character set MSH-18 declares (or the one asked for)."""
+
+
 # MSH-18 values (HL7 v2 table 0211) -> Python codecs.
 CHARSETS = {
     "": "ascii", "ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15",
     "UNICODE UTF-8": "utf-8", "UNICODE": "utf-8", "UTF-8": "utf-8",
 }
+# Padding some senders leave after the last segment.
+_TRAILING = "\x00\r\n\t "
 
 
-def decode(raw: bytes) -> str:
-    """Decode message bytes with the character set named in MSH-18."""
-    return _decoded(raw)[0]
+@dataclass(frozen=True)
+class Header:
+    """MSH as far as the raw bytes alone tell it: what every answer must echo, even to a
+    message that cannot be read any further."""
+    sending_application: str = ""
+    sending_facility: str = ""
+    message_type: str = ""
+    trigger_event: str = ""
+    control_id: str = ""
+    processing_id: str = ""
+    version: str = ""
+
+    @property
+    def sender(self) -> str:
+        """MSH-3|MSH-4, the key a resend is recognised by."""
+        return f"{self.sending_application}|{self.sending_facility}"
 
 
-def _decoded(raw: bytes) -> tuple[str, str | None]:
-    """The text, and the codec MSH-18 names."""
-    charset = _msh18(raw)
-    codec = CHARSETS.get(charset.upper())
+def read_header(raw: bytes) -> Header | None:
+    """The MSH segment read with the field separator at byte 4 (MSH-1) and nothing else
+    trusted; None when the bytes do not start with an MSH segment."""
+    if not raw.startswith(b"MSH") or len(raw) < 5 or raw[3:4] in (b"\r", b"\n") \
+            or raw[3:4].isalnum():
+        return None
+    line = raw.replace(b"\n", b"\r").split(b"\r", 1)[0]
+    # latin-1 reads any byte: the header is read even when the declared charset is wrong.
+    fields = ["MSH", chr(raw[3])] + line.decode("latin-1").split(chr(raw[3]))[1:]
+    encoding = fields[2] if len(fields) > 2 else ""
+    component = encoding[0] if encoding and not encoding[0].isalnum() else "^"
+
+    def part(number: int, index: int = 0) -> str:
+        parts = fields[number].split(component) if number < len(fields) else []
+        return parts[index].strip(_TRAILING) if index < len(parts) else ""
+    code, trigger = part(9), part(9, 1)
+    # MSH-10 is an ST: echoed whole, whatever it holds.
+    control_id = fields[10].strip(_TRAILING) if len(fields) > 10 else ""
+    return Header(part(3), part(4), f"{code}^{trigger}" if trigger else code, trigger,
+                  control_id, part(11), part(12))
+
+
+def decode(raw: bytes, charset: str | None = None) -> str:
+    """Decode message bytes with the character set named in MSH-18 (or `charset`)."""
+    return _decoded(raw, charset)[0]
+
+
+def _decoded(raw: bytes, charset: str | None = None) -> tuple[str, str | None]:
+    """The text, and the codec MSH-18 (or the override) names."""
+    named = charset if charset is not None else _msh18(raw)
+    codec = CHARSETS.get(named.upper())
     if codec is None:
-        raise Hl7ParseError(f"unsupported character set in MSH-18: {charset!r}")
+        raise Hl7ParseError(f"unsupported character set: {named!r}")
     try:
         return raw.decode(codec), codec
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         # Senders often label Latin-1 or UTF-8 data as ASCII; try UTF-8, then Latin-1 (never fails).
         if codec == "ascii":
             try:
                 return raw.decode("utf-8"), codec
             except UnicodeDecodeError:
                 return raw.decode("latin-1"), codec
-        raise Hl7ParseError(f"message bytes are not valid {charset}") from None
+        raise CharsetError(f"byte {exc.start} (0x{raw[exc.start]:02X}) is not valid "
+                           f"{named or 'ASCII'}; reprocess with the character set it was sent "
+                           "in") from None
 
 
 def _msh18(raw: bytes) -> str:
-    if not raw.startswith(b"MSH") or len(raw) < 8:
+    header = read_header(raw)
+    if header is None:
         raise Hl7ParseError("message does not start with an MSH segment")
-    field_sep = raw[3:4]
-    msh = raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    fields = msh.split(field_sep)
+    line = raw.replace(b"\n", b"\r").split(b"\r", 1)[0]
+    fields = line.split(raw[3:4])
     # fields[0] is "MSH", fields[1] is MSH-2; so MSH-n is fields[n-1].
     value = fields[17] if len(fields) > 17 else b""
     return value.split(raw[4:5] or b"^", 1)[0].decode("ascii", "replace").strip()
@@ -62,19 +110,13 @@ class Separators:
     subcomponent: str = "&"
 
 
-# MSH-1 and MSH-2 as sent -> their Separators: nearly every message has "|^~\&".
-_SEPARATORS: dict[str, Separators] = {}
-
-
 def _separators(text: str) -> Separators:
-    found = _SEPARATORS.get(text[3:8])
-    if found is None:
-        enc = text[4:8]
-        found = Separators(text[3], enc[0], enc[1] if len(enc) > 1 else "~",
-                           enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
-        if len(_SEPARATORS) < 64:
-            _SEPARATORS[text[3:8]] = found
-    return found
+    """MSH-1 and the MSH-2 encoding characters (component, repetition, escape, subcomponent)."""
+    enc = text[4:8].split(text[3], 1)[0]
+    if not enc or len(set(enc)) != len(enc) or any(c.isalnum() or c in "\r\n" for c in enc):
+        raise Hl7ParseError(f"MSH-2 encoding characters {enc!r} are not usable")
+    return Separators(text[3], enc[0], enc[1] if len(enc) > 1 else "~",
+                      enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
 
 
 class Message:
@@ -92,8 +134,8 @@ class Message:
         if "\n" in text:
             text = text.replace("\r\n", "\r").replace("\n", "\r")
         self.segments: list[tuple[str, list[str]]] = []
-        for line in text.split("\r"):
-            if not line or line.isspace():
+        for line in text.rstrip(_TRAILING).split("\r"):
+            if not line.strip(_TRAILING):
                 continue
             fields = line.split(sep.field)
             name = fields[0]
@@ -114,7 +156,8 @@ class Message:
         self.sending_facility = self.field(msh, 4)
         code, self.trigger_event = self.field(msh, 9, comp=1), self.field(msh, 9, comp=2)
         self.message_type = f"{code}^{self.trigger_event}" if self.trigger_event else code
-        self.control_id = self.field(msh, 10)
+        # MSH-10 is an ST: the whole field, as the sender matches its ACK by it.
+        self.control_id = self.unescape(msh[10]) if len(msh) > 10 else ""
         self.processing_id = self.field(msh, 11)
         self.version = self.field(msh, 12)
         # MSH-3 sending application and MSH-4 sending facility, as one key.
@@ -222,7 +265,8 @@ class Message:
         return f"{sep.escape}{code}{sep.escape}"  # unknown: keep as sent
 
 
-def parse(raw: bytes) -> Message:
-    """Decode and read a message, or raise Hl7ParseError."""
-    text, codec = _decoded(raw)
+def parse(raw: bytes, charset: str | None = None) -> Message:
+    """Decode and read a message, or raise Hl7ParseError; `charset` (an MSH-18 value)
+    overrides the one the message declares."""
+    text, codec = _decoded(raw, charset)
     return Message(text, "utf-8" if codec == "utf-8" else "latin-1")

@@ -10,7 +10,6 @@ from typing import Awaitable, Callable
 from broker.config import Hl7Settings
 from broker.hl7 import ack
 from broker.hl7.intake import Outcome
-from broker.hl7.message import Hl7ParseError, parse
 from broker.hl7.mllp import MessageTooLarge, MllpFramingError, MllpReader, frame
 
 log = logging.getLogger(__name__)
@@ -144,8 +143,4 @@ class MllpServer:
 
 
 def _too_large_ack(exc: MessageTooLarge) -> bytes:
-    try:
-        header = ack.AckHeader.of(parse(exc.head.split(b"\r", 1)[0]))
-    except Hl7ParseError:
-        header = ack.AckHeader()
-    return ack.build_ack(header, "AR", str(exc), ack.ERR_APPLICATION)
+    return ack.fallback_ack(exc.head, str(exc), "AR", ack.ERR_APPLICATION)

@@ -11,6 +11,7 @@ from pathlib import Path
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
 from broker.dicom.commands import register as register_dicom_commands
+from broker.fhir.commands import register as register_fhir_commands
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.reconcile.commands import register as register_reconcile
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     # Each capability adds its own commands, the same way.
     register_reconcile(commands, common)
-    for register in (register_hl7_commands, register_dicom_commands):
+    for register in (register_hl7_commands, register_dicom_commands, register_fhir_commands):
         register(commands.add_parser, common)
     return parser
 

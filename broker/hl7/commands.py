@@ -89,4 +89,12 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     mappings = site_mappings(settings)  # MappingError -> exit 2 with file:line, in cli.main
     print(f"mappings ok: {len(mappings.procedures)} procedure codes, {len(mappings.senders)} "
           f"sender overrides, {len(mappings.station_rules)} station rules")
+    from pathlib import Path
+    from broker.fhir.mapping import load_fhir_mapping
+    from broker.resources import mappings_dir
+    folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
+    if (folder / "fhir.toml").is_file():
+        fhir = load_fhir_mapping(folder / "fhir.toml")
+        print(f"fhir.toml ok: {sum(map(len, fhir.order.values()))} order and "
+              f"{sum(map(len, fhir.patient.values()))} patient expressions")
     return 0

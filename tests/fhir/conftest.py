@@ -39,8 +39,9 @@ def make_broker(tmp_path: Path, sekmet: SekmetServer) -> Iterator[Callable[..., 
     """Start brokers on one database (a second call after stop() is a restart)."""
     running: list[Broker] = []
 
-    def start(mode: str = "rest-hook", **values) -> Broker:
+    def start(mode: str = "rest-hook", web_port: int = 0, **values) -> Broker:
         settings = make_test_settings(tmp_path, fhir=fhir_settings(sekmet, mode, **values))
+        settings = replace(settings, web=replace(settings.web, port=web_port))
         broker = Broker(settings)
         broker.start()
         running.append(broker)
@@ -49,6 +50,21 @@ def make_broker(tmp_path: Path, sekmet: SekmetServer) -> Iterator[Callable[..., 
     yield start
     for broker in running:
         broker.stop()
+    sekmet.switch_off_subscriptions()  # a stopped broker's would slow the next test's deliveries
+
+
+def subscription(broker: Broker) -> dict:
+    """The broker's Subscription as the FHIR server has it now."""
+    from broker.store.fhir import get_state
+    with broker.sessions() as session:
+        sub_id = get_state(session, "subscription_id")
+    return broker.fhir.client.read(f"Subscription/{sub_id}") if sub_id else {}
+
+
+def wait_active(broker: Broker, timeout: float = 30) -> dict:
+    """The broker's Subscription once the server activated it (backport: after the handshake)."""
+    return wait_for(lambda: (subscription(broker) or {}).get("status") == "active"
+                    and subscription(broker), timeout, "an active subscription")
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "condition"):

@@ -25,6 +25,7 @@ PLACER_SYSTEM = "urn:oid:1.2.3.4.5.3"
 ACCESSION_SYSTEM = "urn:oid:1.2.3.4.5.11"
 # A topic covering every ServiceRequest create and update (sekmet's built-in one only
 # covers creation), as a site would define it for the backport mode.
+OWN_TAG_SYSTEM = "urn:broker:fhir"  # the tag the broker marks its Subscription with
 TOPIC_URL = "http://example.org/fhir/SubscriptionTopic/imaging-order-change"
 
 
@@ -106,6 +107,12 @@ class SekmetServer:
         answer.raise_for_status()
         return [e["resource"] for e in answer.json().get("entry", [])
                 if (e.get("search") or {}).get("mode", "match") == "match"]
+
+    def switch_off_subscriptions(self) -> None:
+        """Every Subscription not yet off is set off (FHIR R4 subscription-status)."""
+        for sub in self.search("Subscription", _count="1000"):
+            if sub.get("status") != "off":
+                self.update({**sub, "status": "off"})
 
     def ensure_topic(self) -> None:
         """The site's SubscriptionTopic (R5 cross-version extensions on Basic, as sekmet reads

@@ -91,15 +91,19 @@ class FhirSync:
             self._worker = None
 
     def tick(self) -> None:
-        """The scheduled job: watch (or set up) the subscription, then catch up."""
-        if self.settings.fhir.mode != "poll":
-            try:
-                state = self.keeper.watch()
-                if state.status in ("error", "off"):
-                    log.warning("fhir: Subscription/%s is %s", state.id, state.status)
-            except FhirError as exc:
-                log.warning("fhir: subscription not checked: %s", exc)
-        self.catch_up()
+        """The scheduled job: watch (or set up) the subscription, then catch up; one process
+        at a time (several `broker serve` on PostgreSQL share one Subscription)."""
+        with self._catch_up_lock, self._database_lock() as ours:
+            if not ours:
+                return
+            if self.settings.fhir.mode != "poll":
+                try:
+                    state = self.keeper.watch()
+                    if state.status in ("error", "off"):
+                        log.warning("fhir: Subscription/%s is %s", state.id, state.status)
+                except FhirError as exc:
+                    log.warning("fhir: subscription not checked: %s", exc)
+            self._catch_up(None)
 
     def request_tick(self) -> None:
         """Ask the worker for a tick (the scheduler's job: it never blocks the scheduler)."""

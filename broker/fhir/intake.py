@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.domain.lifecycle import IllegalTransition, StepEvent
@@ -153,8 +154,7 @@ class FhirIntake:
         try:
             if isinstance(reading, UnmappableOrder):
                 raise reading
-            with session.begin_nested():
-                text = self._apply_order(session, reading, message_id)
+            text = self._apply_order_retrying(session, reading, message_id)
         except _REFUSALS as exc:
             status, text = "FAILED", str(exc)
         except Exception:  # noqa: BLE001 - a bug must still leave the version stored
@@ -168,6 +168,21 @@ class FhirIntake:
         log.info("fhir %s (status %s) -> %s (message #%s)%s", name, resource.get("status"),
                  status, message_id, f": {text}" if text else "")
         return Applied(status, message_id, text)
+
+    def _apply_order_retrying(self, session: Session, reading: FhirOrder,
+                              message_id: int) -> str:
+        """_apply_order in a savepoint; on PostgreSQL another process may insert the same new
+        patient at the same moment: the clash rolls back the savepoint and, the other
+        transaction having committed, a second try finds that patient."""
+        for attempt in range(3):
+            try:
+                with session.begin_nested():
+                    return self._apply_order(session, reading, message_id)
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                log.info("fhir message #%s: database clash, applying again", message_id)
+        raise AssertionError("unreachable")
 
     def _apply_order(self, session: Session, reading: FhirOrder, message_id: int) -> str:
         """Create, change, hold or cancel the order as the ServiceRequest status asks."""

@@ -116,8 +116,9 @@ def read_patient(patient: dict, mapping: FhirMapping, patient_id_issuer: str = "
     if not identifiers:
         raise UnmappableOrder(f"Patient/{patient.get('id', '?')} has no identifier")
     wanted = mapping.patient_id_issuer or patient_id_issuer
-    if wanted:
-        identifiers.sort(key=lambda i: i.issuer != wanted)
+    # The patient ID: the configured issuer's identifier, else the medical record number
+    # (identifier type MR, HL7 table 0203), else the first.
+    identifiers.sort(key=lambda i: (bool(wanted) and i.issuer != wanted, i.type_code != "MR"))
     value = lambda name: _first(mapping, name, patient, {}, "patient")  # noqa: E731
     birth = value("birth_date")
     return PatientRecord(

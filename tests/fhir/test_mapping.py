@@ -69,6 +69,15 @@ def test_status_says_what_to_do(mapping, site, status, action):
     assert read_service_request(resource, _load("patient_1001.json"), mapping, site).action == action
 
 
+def test_patient_id_is_the_medical_record_number_unless_an_issuer_is_configured(mapping, site):
+    resource, patient = _load("servicerequest_ct_head.json"), _load("patient_1001.json")
+    record = read_service_request(resource, patient, mapping, site).request.patient
+    assert (record.primary.value, record.primary.issuer) == ("MRN1001", "HOSP")
+    record = read_service_request(resource, patient, mapping, site,
+                                  patient_id_issuer="urn:oid:9.9.9").request.patient
+    assert record.primary.value == "OTHER-7"
+
+
 def test_cancellation_needs_no_patient(mapping, site):
     resource = {**_load("servicerequest_ct_head.json"), "status": "revoked"}
     assert read_service_request(resource, None, mapping, site).request.placer_order_number == "PL-1001"

@@ -347,14 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
     parser.add_argument("--postgres", action="store_true",
                         help="add load (e): one vs two broker processes on PostgreSQL")
-    parser.add_argument("--loads", nargs="+", choices=LOADS, default=list(LOADS),
-                        help="the SQLite loads to run (default: all)")
+    parser.add_argument("--loads", nargs="+", choices=LOADS + ("postgres",), default=list(LOADS),
+                        help="the loads to run (default: every SQLite one)")
     parser.add_argument("--rounds", type=int, help="override the rounds per load")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     if args.rounds:
         scale = Scale(**{**scale.__dict__, "rounds": args.rounds})
-    loads = args.loads + (["postgres"] if args.postgres else [])
+    loads = args.loads + (["postgres"] if args.postgres and "postgres" not in args.loads else [])
     print(header(scale, loads), flush=True)
     report = Report()
     with tempfile.TemporaryDirectory(prefix="bench-hl7-") as tmp:

@@ -101,7 +101,8 @@ class Report:
         for text in problems:
             print(f"    {text}")
 
-    def target(self, figure: str, measured: str, target: str = "", met: bool | None = None) -> None:
+    def target(self, figure: str, measured: str, target: str = "",
+               met: bool | None = None) -> None:
         """Record a figure for the closing table (with its target, if it has one)."""
         self.rows.append((figure, measured, target, met))
 
@@ -128,9 +129,10 @@ def paced(port: int, messages: list[Sent]) -> Job:
 def spread(rates: list[float]) -> str:
     """Median, quartiles and range of per-round figures."""
     ordered = sorted(rates)
-    quartiles = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 \
-        else ordered * 3
-    low, high = quartiles[0], quartiles[2]
+    if len(ordered) > 1:
+        low, _, high = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        low = high = ordered[0]
     return (f"median {statistics.median(ordered):7.0f} msg/s  IQR {low:.0f}-{high:.0f}  "
             f"min {ordered[0]:.0f}  max {ordered[-1]:.0f}  ({len(ordered)} rounds)")
 

@@ -35,14 +35,15 @@ from sqlalchemy import insert, select, text  # noqa: E402
 
 from broker.config import MatchingSettings  # noqa: E402
 from broker.domain.records import Identifier, PatientRecord, PersonName  # noqa: E402
-from broker.matching import Band, block_keys, judge, profile  # noqa: E402
-from broker.reconcile.importer import import_csv  # noqa: E402
-from broker.reconcile.scan import scan  # noqa: E402
-from broker.store.blocking import configure_matching, policy_of, search  # noqa: E402
+from broker.matching.importer import import_csv  # noqa: E402
+from broker.matching.scan import scan  # noqa: E402
+from broker.matching.score import Band, block_keys, judge, profile  # noqa: E402
+from broker.matching.search import policy_of, search  # noqa: E402
+from broker.matching.searches import run_pending_searches  # noqa: E402
 from broker.store.db import make_engine, make_session_factory  # noqa: E402
 from broker.store.migrate import upgrade  # noqa: E402
 from broker.store.models import Patient, PatientBlockKey, PatientIdentifier  # noqa: E402
-from broker.store.patients import upsert_patient  # noqa: E402
+from broker.store.patients import configure_matching, upsert_patient  # noqa: E402
 from population import DOB_ERRORS, ERRORS, Generator, Person  # noqa: E402
 
 HEADER = ["identifier", "issuer", "family_name", "given_name", "birth_date", "sex", "address", "phone"]

@@ -9,7 +9,7 @@ from alembic import command
 from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from broker.config import WorklistSettings
+from broker.config import MatchingSettings, WorklistSettings
 from broker.dicom.worklist import QueryContext, build_query
 from broker.domain.lifecycle import StepStatus
 from broker.hl7.commands import list_messages
@@ -20,6 +20,7 @@ from broker.store.models import (
     Base, InboundMessage, Order, Patient, ScheduledStep, StepStationAE,
 )
 from broker.store.order_updates import arrive_patient
+from broker.store.patients import configure_matching
 from broker.store.steps import list_steps
 from tests.dicom.test_mwl_matching import _bench_module, identifier
 from tests.support.schedule import schedule
@@ -84,6 +85,8 @@ def test_0009_keeps_the_rows_and_downgrades_cleanly(database_url):
     try:
         upgrade(engine, "0008")
         sessions = make_session_factory(engine)
+        # Today's code writing into a 0008 schema: no patient_search (0011) for new patients.
+        configure_matching(sessions, MatchingSettings(enabled=False))
         first, second = schedule(sessions, 1, modalities=("CT", "MR")), schedule(sessions, 2)
         with engine.begin() as conn:
             conn.execute(insert(StepStationAE), [{"step_id": first["steps"][0], "ae_title": "CT2"}])

@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-from broker.matching.nicknames import canonical_given
+from broker.matching.score.nicknames import canonical_given
 
 # Letters NFKD does not decompose into a base letter plus a combining mark.
 _SPECIAL = str.maketrans({

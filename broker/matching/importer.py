@@ -166,13 +166,14 @@ def _known_demographics(session: Session, records: list[PatientRecord]) -> dict[
 
 
 def _bulk_insert(session: Session, records: list[PatientRecord]) -> None:
-    # Core executemany: the ORM's per-row bookkeeping is most of the cost of a large import,
-    # and none of these rows is needed as an object afterwards.
+    # Core executemany on the tables: the ORM's per-row bookkeeping (bulk or not) is most of
+    # the cost of a large import, and none of these rows is needed as an object afterwards.
     now = utcnow()
+    patients = Patient.__table__
     rows = [{**demographic_values(r), "extra": {}, "created_at": now, "updated_at": now}
             for r in records]
-    ids = session.scalars(insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
-                          rows).all()
+    ids = session.execute(insert(patients).returning(patients.c.id, sort_by_parameter_order=True),
+                          rows).scalars().all()
     idents, keys = [], []
     for pid, r in zip(ids, records):
         ident = r.primary
@@ -181,6 +182,6 @@ def _bulk_insert(session: Session, records: list[PatientRecord]) -> None:
         prof = profile(r.name.family, r.name.given, r.birth_date, r.sex, r.address, r.phone,
                        [(ident.value, ident.issuer)])
         keys.extend({"patient_id": pid, "key": k} for k in block_keys(prof))
-    session.execute(insert(PatientIdentifier), idents)
+    session.execute(insert(PatientIdentifier.__table__), idents)
     keys.sort(key=lambda row: row["key"])  # index pages fill in order: far fewer page writes
-    session.execute(insert(PatientBlockKey), keys)
+    session.execute(insert(PatientBlockKey.__table__), keys)

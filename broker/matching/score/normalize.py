@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 
 from broker.matching.score.nicknames import canonical_given
@@ -68,6 +69,9 @@ class NamePart:
         return len(self.joined) == 1
 
 
+# Names repeat (a family, the common given names): a candidate search normalises the same
+# few strings over and over, and a NamePart is immutable, so one can be shared.
+@lru_cache(maxsize=65536)
 def name_part(text: str) -> NamePart:
     """The comparison forms of one name field."""
     raw = raw_tokens(text)

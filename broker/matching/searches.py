@@ -99,8 +99,9 @@ def _write_outcomes(sessions: sessionmaker[Session], settings: MatchingSettings,
         involved = {o.patient_id for o in outcomes} | {c for o in outcomes for c, _ in o.verdicts}
         # PostgreSQL: two searches may propose one pair from either side at once; locking the
         # patients (in id order, so runs cannot deadlock) makes the second see the first's entry.
+        # NO KEY UPDATE (key_share) leaves new orders for these patients free to reference them.
         session.execute(select(Patient.id).where(Patient.id.in_(sorted(involved)))
-                        .order_by(Patient.id).with_for_update()).all()
+                        .order_by(Patient.id).with_for_update(key_share=True)).all()
         for outcome in outcomes:
             row = session.scalar(select(PatientSearch).where(PatientSearch.id == outcome.search_id)
                                  .with_for_update(skip_locked=True))

@@ -115,6 +115,24 @@ def test_failed_search_is_kept_with_its_error_and_given_up_after_a_few_attempts(
     assert run_searches(sessions) == 0  # given up: an admin's to look at
 
 
+def test_failure_while_writing_the_entries_keeps_the_search(sessions, monkeypatch):
+    with sessions.begin() as session:
+        upsert_patient(session, ANNA)
+        upsert_patient(session, CLINIC_ANNA)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("queue unavailable")
+    monkeypatch.setattr(searches.queue, "propose", refuse)
+    assert run_searches(sessions) == 1  # Anna's search leaves the pair to the clinic's
+    assert _pending(sessions) == [(2, 1, "RuntimeError: queue unavailable")]
+    with sessions() as session:
+        assert list_matches(session) == []
+    monkeypatch.undo()
+    assert run_searches(sessions) == 1
+    with sessions() as session:
+        assert len(list_matches(session)) == 1
+
+
 @pytest.mark.postgres
 def test_concurrent_runs_on_postgres_do_each_search_once(postgres):
     url = postgres.create_database("broker_searches_concurrent")

@@ -8,9 +8,10 @@ are scored. Its cost depends on those bounds, not on the number of patients or t
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import Select, bindparam, func, select, union_all
 from sqlalchemy.orm import Session
 
 from broker.config import MatchingSettings
@@ -48,6 +49,25 @@ def load_profiles(session: Session, ids: Iterable[int], with_identifiers: bool =
     return {r[0]: profile(r[1], r[2], r[3], r[4], r[5], r[6], idents.get(r[0], ())) for r in rows}
 
 
+@lru_cache(maxsize=128)
+def _candidate_query(key_count: int) -> Select:
+    """The candidate statement for `key_count` keys, built once: its parameters are bound, so
+    SQLAlchemy's compiled cache serves every search with that many keys."""
+    members = []
+    for n in range(key_count):
+        query = (select(PatientBlockKey.patient_id.label("pid"))
+                 .where(PatientBlockKey.key == bindparam(f"key{n}"),
+                        PatientBlockKey.patient_id.not_in(bindparam("exclude", expanding=True)))
+                 .order_by(PatientBlockKey.patient_id).limit(bindparam("per_key")))
+        # Each member is its own subquery: SQLite allows no LIMIT on a bare UNION member.
+        capped = query.subquery()
+        members.append(select(capped.c.pid))
+    found = union_all(*members).subquery()
+    shared = func.count().label("shared")
+    return (select(found.c.pid, shared).group_by(found.c.pid)
+            .order_by(shared.desc(), found.c.pid).limit(bindparam("limit")))
+
+
 def candidate_ids(session: Session, prof: Profile, limit: int, per_key: int | None = None,
                   exclude: Iterable[int] = ()) -> list[int]:
     """Patients sharing a blocking key with the profile, those sharing most keys first.
@@ -57,21 +77,10 @@ def candidate_ids(session: Session, prof: Profile, limit: int, per_key: int | No
     keys = sorted(block_keys(prof))
     if not keys or limit <= 0:
         return []
-    skip = sorted(set(exclude))
-    per_key = limit if per_key is None else per_key
-    members = []
-    for key in keys:
-        query = select(PatientBlockKey.patient_id.label("pid")).where(PatientBlockKey.key == key)
-        if skip:
-            query = query.where(PatientBlockKey.patient_id.not_in(skip))
-        # Each member is its own subquery: SQLite allows no LIMIT on a bare UNION member.
-        capped = query.order_by(PatientBlockKey.patient_id).limit(per_key).subquery()
-        members.append(select(capped.c.pid))
-    found = union_all(*members).subquery()
-    shared = func.count().label("shared")
-    rows = session.execute(select(found.c.pid, shared).group_by(found.c.pid)
-                           .order_by(shared.desc(), found.c.pid).limit(limit))
-    return [r[0] for r in rows]
+    params = {f"key{n}": key for n, key in enumerate(keys)}
+    params.update(exclude=sorted(set(exclude)), limit=limit,
+                  per_key=limit if per_key is None else per_key)
+    return list(session.scalars(_candidate_query(len(keys)), params))
 
 
 def search(session: Session, prof: Profile, policy: Policy, limit: int = 200,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 import getpass
 import json
 import sys
@@ -11,12 +12,13 @@ from broker.config import Settings
 from broker.store.runtime import open_store
 
 
-def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(add_parser: Callable[..., argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
     """Add the `patients` and `matches` command groups to the broker's parser."""
     actor = argparse.ArgumentParser(add_help=False)
     actor.add_argument("--actor", default=None, help="name written to the audit log "
                                                      "(default: the login name)")
-    patients = commands.add_parser("patients", parents=[common], help="patient records",
+    patients = add_parser("patients", parents=[common], help="patient records",
                                    description="Import patients, find duplicates, undo merges.")
     sub = patients.add_subparsers(title="commands", metavar="COMMAND")
     imp = sub.add_parser("import", parents=[common], help="import patients from a CSV file",
@@ -37,7 +39,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     unmerge.add_argument("id", type=int, metavar="ID", help="the merged (not surviving) patient")
     unmerge.set_defaults(run=_unmerge)
 
-    matches = commands.add_parser("matches", parents=[common], help="the duplicate review queue",
+    matches = add_parser("matches", parents=[common], help="the duplicate review queue",
                                   description="List and resolve possible duplicate patients.")
     msub = matches.add_subparsers(title="commands", metavar="COMMAND")
     listing = msub.add_parser("list", parents=[common], help="list queue entries")
@@ -60,8 +62,8 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.reconcile.importer import ImportError_, count_lines, import_csv
-    from broker.reconcile.progress import Progress
+    from broker.matching.importer import ImportError_, count_lines, import_csv
+    from broker.matching.progress import Progress
 
     if not args.file.is_file():
         print(f"broker: {args.file}: no such file", file=sys.stderr)
@@ -85,8 +87,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _scan(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.reconcile.progress import Progress
-    from broker.reconcile.scan import scan
+    from broker.matching.progress import Progress
+    from broker.matching.scan import scan
 
     with open_store(settings) as store:
         sessions = store.sessions
@@ -111,7 +113,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import list_matches
+    from broker.matching.queue import list_matches
 
     with open_store(settings) as store:
         sessions = store.sessions
@@ -145,7 +147,7 @@ def _describe(rec: dict) -> str:
 
 
 def _act(settings: Settings, action) -> int:
-    from broker.store.matches import MatchError
+    from broker.matching.queue import MatchError
 
     with open_store(settings) as store:
         sessions = store.sessions
@@ -160,7 +162,7 @@ def _act(settings: Settings, action) -> int:
 
 
 def _link(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import link_match
+    from broker.matching.review import link_match
 
     def action(session) -> str:
         merge = link_match(session, args.id, _actor(args))
@@ -172,7 +174,7 @@ def _link(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dismiss(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import dismiss_match
+    from broker.matching.review import dismiss_match
 
     def action(session) -> str:
         dismiss_match(session, args.id, _actor(args))
@@ -181,7 +183,7 @@ def _dismiss(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import unmerge_patient
+    from broker.matching.review import unmerge_patient
 
     def action(session) -> str:
         merge = unmerge_patient(session, args.id, _actor(args))

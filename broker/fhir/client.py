@@ -84,7 +84,12 @@ class FhirClient:
             return None
         if answer.status_code >= 300:
             raise FhirError(f"{method} {url}: HTTP {answer.status_code}", answer.status_code)
-        return answer.json() if answer.content else None
+        if not answer.content:
+            return None
+        try:
+            return answer.json()
+        except ValueError:
+            raise FhirError(f"{method} {url}: the answer is not JSON", answer.status_code) from None
 
     def read(self, reference: str) -> dict | None:
         """GET Type/id (relative or absolute reference); None when it does not exist."""

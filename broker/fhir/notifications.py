@@ -52,8 +52,9 @@ def read_notice(body: dict | None) -> Notice:
     first = (entries[0].get("resource") if entries else None) or {}
     if body.get("type") == "history" and first.get("resourceType") == "Parameters":
         return _backport(first, [e.get("resource") for e in entries[1:]])
-    resources = tuple(e["resource"] for e in entries if isinstance(e.get("resource"), dict))
-    return Notice("bundle", resources=resources, search=not resources)
+    resources, included = _split([e["resource"] for e in entries
+                                  if isinstance(e.get("resource"), dict)])
+    return Notice("bundle", resources=resources, included=included, search=not resources)
 
 
 def _backport(status: dict, resources: list) -> Notice:
@@ -77,15 +78,23 @@ def _backport(status: dict, resources: list) -> Notice:
                         numbers.append(number)
                 elif part.get("name") == "focus":
                     focus.append(str((part.get("valueReference") or {}).get("reference", "")))
-    delivered = tuple(r for r in resources if isinstance(r, dict))
+    delivered, included = _split([r for r in resources if isinstance(r, dict)])
     keys = {f"{r.get('resourceType')}/{r.get('id')}" for r in delivered}
     to_read = tuple(f for f in focus if f and _relative(f) not in keys)
     event = kind == "event-notification"
     return Notice("event" if event else kind or "status", resources=delivered, focus=to_read,
                   event_numbers=tuple(numbers), events_since_start=since,
-                  subscription=subscription,
+                  subscription=subscription, included=included,
                   # An event with neither resource nor focus (payload "empty"): search.
                   search=event and not delivered and not to_read)
+
+
+def _split(resources: list[dict]) -> tuple[tuple[dict, ...], dict[str, dict]]:
+    """ServiceRequests to apply, and the other resources (a Patient sent along) by reference."""
+    orders = tuple(r for r in resources if r.get("resourceType") == "ServiceRequest")
+    others = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources
+              if r.get("resourceType") != "ServiceRequest"}
+    return orders, others
 
 
 def _number(parameter: dict) -> int | None:

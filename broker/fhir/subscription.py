@@ -124,6 +124,8 @@ class SubscriptionKeeper:
         state = SubscriptionState(str(current.get("id", "")), str(current.get("status", "")),
                                   str(current.get("error", "")))
         with self.sessions.begin() as session:
+            if get_state(session, "subscription_id") != state.id:
+                set_state(session, "last_event", "0")  # a new subscription numbers from 1
             set_state(session, "subscription_id", state.id)
             set_state(session, "subscription_status", state.status)
         return state

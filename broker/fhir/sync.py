@@ -74,6 +74,7 @@ class FhirSync:
         self._worker: threading.Thread | None = None
         self._catch_up_lock = threading.Lock()
         self._secret: str | None = None
+        self._tick_queued = threading.Event()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class FhirSync:
         """Start the worker; it sets up the subscription and runs a first catch-up."""
         self._worker = threading.Thread(target=self._work, name="fhir-sync", daemon=True)
         self._worker.start()
-        self._queue.put(("tick", None))
+        self.request_tick()
 
     def stop(self) -> None:
         """Let the worker finish what it holds, then stop it."""
@@ -106,8 +107,11 @@ class FhirSync:
             self._catch_up(None)
 
     def request_tick(self) -> None:
-        """Ask the worker for a tick (the scheduler's job: it never blocks the scheduler)."""
-        self._queue.put(("tick", None))
+        """Ask the worker for a tick (the scheduler's job: it never blocks the scheduler); a
+        tick still waiting is not queued twice."""
+        if not self._tick_queued.is_set():
+            self._tick_queued.set()
+            self._queue.put(("tick", None))
 
     # -- notifications ------------------------------------------------------------------------
 
@@ -268,6 +272,7 @@ class FhirSync:
                 return
             try:
                 if kind == "tick":
+                    self._tick_queued.clear()
                     self.tick()
                 else:
                     self.handle(*item)

@@ -17,10 +17,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.domain.lifecycle import IllegalTransition, StepEvent
-from broker.fhir.client import FhirClient, FhirError
+from broker.fhir.client import FhirClient, FhirError, entries
 from broker.fhir.mapping import FhirMapping
 from broker.fhir.orders import (
-    FhirOrder, UnmappableOrder, read_service_request, requester_reference, subject_reference,
+    FhirOrder, UnmappableOrder, read_service_request, requester_reference, study_uid,
+    subject_reference,
 )
 from broker.mapping.site import SiteMappings
 from broker.store.fhir import applied_version, lock_version
@@ -37,6 +38,28 @@ CHANNEL = "fhir"
 # its status updates), so that the echo of its own write is recognised.
 OWN_TAG_SYSTEM = "urn:broker:fhir"
 _REFUSALS = (UnmappableOrder, OrderConflict, IllegalTransition, MergeError)
+
+
+# Keys of `included` (resources that came with a search) for registered ImagingStudies.
+SEARCHED_STUDIES = "ImagingStudy?searched"
+
+
+def imaging_study_key(service_request_id: str) -> str:
+    """The key of the ImagingStudy based on this ServiceRequest in `included`."""
+    return f"ImagingStudy?basedon=ServiceRequest/{service_request_id}"
+
+
+def included_resources(bundle_entries: list[dict]) -> dict[str, dict]:
+    """Included resources by reference, ImagingStudies also by the order they are based on."""
+    included: dict[str, dict] = {SEARCHED_STUDIES: {"searched": True}}
+    for resource in bundle_entries:
+        included[f"{resource.get('resourceType')}/{resource.get('id')}"] = resource
+        if resource.get("resourceType") == "ImagingStudy":
+            for based_on in resource.get("basedOn") or []:
+                reference = str(based_on.get("reference", ""))
+                if reference.startswith("ServiceRequest/"):
+                    included[imaging_study_key(reference.split("/", 1)[1])] = resource
+    return included
 
 
 def version_of(resource: dict) -> int:
@@ -135,9 +158,24 @@ class FhirIntake:
                     log.warning("fhir: requester %s not read: %s", reference, exc)
         try:
             return read_service_request(resource, patient, self.mapping, self.site, requester,
-                                        self.patient_id_issuer)
+                                        self.patient_id_issuer,
+                                        self._imaging_study(resource, included))
         except UnmappableOrder as exc:
             return exc
+
+    def _imaging_study(self, resource: dict, included: dict[str, dict]) -> dict | None:
+        """The ImagingStudy registered for the order (ImagingStudy.basedOn), when the
+        ServiceRequest carries no Study Instance UID itself and is to be scheduled."""
+        if study_uid(resource, self.mapping) or resource.get("status") not in ("active", "on-hold"):
+            return None
+        key = imaging_study_key(resource["id"])
+        if key in included:  # the catch-up search brought them (_revinclude)
+            return included[key]
+        if included.get(SEARCHED_STUDIES):
+            return None
+        found = entries(self.client.search("ImagingStudy", [
+            ("basedon", f"ServiceRequest/{resource['id']}")]), "match")
+        return found[0] if found else None
 
     def _apply_stored(self, session: Session, message_id: int, resource: dict,
                       reading: FhirOrder | UnmappableOrder) -> Applied:

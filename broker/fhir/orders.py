@@ -49,10 +49,20 @@ def requester_reference(resource: dict) -> str:
     return reference if "Practitioner/" in reference else ""
 
 
+def study_uid(resource: dict, mapping: FhirMapping) -> str:
+    """The Study Instance UID the ServiceRequest (or an ImagingStudy) carries, or ""."""
+    found = evaluate(mapping.order.get("study_instance_uid", ()), resource, {})
+    uid = str(found[0]) if found and not isinstance(found[0], dict) else ""
+    return uid[len("urn:oid:"):] if uid.startswith("urn:oid:") else uid
+
+
 def read_service_request(resource: dict, patient: dict | None, mapping: FhirMapping,
                          site: SiteMappings, requester: dict | None = None,
-                         patient_id_issuer: str = "") -> FhirOrder:
-    """The action and order a ServiceRequest version asks for; UnmappableOrder says why not."""
+                         patient_id_issuer: str = "",
+                         imaging_study: dict | None = None) -> FhirOrder:
+    """The action and order a ServiceRequest version asks for; UnmappableOrder says why not.
+    `imaging_study`: the ImagingStudy registered for the order (basedOn), whose identifier
+    gives the Study Instance UID when the ServiceRequest has none."""
     status = str(resource.get("status", ""))
     action = ACTIONS.get(status, "ignore")
     if action == "ignore":
@@ -82,8 +92,8 @@ def read_service_request(resource: dict, patient: dict | None, mapping: FhirMapp
     rule = site.station(modality, definition.code, location, "")
     if rule is not None:
         titles, station_name = rule.station_ae_titles, rule.station_name or station_name
-    uid = value("study_instance_uid")
-    uid = uid[len("urn:oid:"):] if uid.startswith("urn:oid:") else uid
+    uid = study_uid(resource, mapping) or (study_uid(imaging_study, mapping)
+                                           if imaging_study else "")
     step = StepRequest(step_id=step_id, modality=modality[:16], station_ae_titles=titles,
                        station_name=station_name[:64], location=location[:64], start=start,
                        end=end, description=(meaning or definition.meaning)[:64])

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.clock import uid_factory
 from broker.config import Settings
 from broker.fhir.client import FhirClient, FhirError, entries
-from broker.fhir.intake import CHANNEL, FhirIntake
+from broker.fhir.intake import CHANNEL, FhirIntake, included_resources
 from broker.fhir.mapping import load_fhir_mapping
 from broker.fhir.notifications import Notice, parse_body, read_notice
 from broker.fhir.subscription import SubscriptionKeeper, shared_secret
@@ -219,14 +219,15 @@ class FhirSync:
             return 0
         applied = 0
         cursor = watermark
+        # The subject Patients and registered ImagingStudies come with each page.
         params = [*self._criteria, ("_sort", "_lastUpdated"), ("_count", str(PAGE_SIZE)),
-                  ("_include", "ServiceRequest:subject")]
+                  ("_include", "ServiceRequest:subject"), ("_revinclude", "ImagingStudy:basedon")]
         start = _instant(_server_time(cursor) - OVERLAP) if cursor else ""
         page: dict | None = self.client.search(
             "ServiceRequest", params + ([("_lastUpdated", f"ge{start}")] if start else []))
         while page:
             matches = entries(page, "match")
-            included = {f"{r['resourceType']}/{r['id']}": r for r in entries(page, "include")}
+            included = included_resources(entries(page, "include"))
             for resource in matches:
                 if self.intake.apply(resource, included, "catch-up").status != "SEEN":
                     applied += 1

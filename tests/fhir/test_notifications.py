@@ -3,6 +3,7 @@ order, a backport event gap, and a ServiceRequest that cannot be mapped."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -185,3 +186,27 @@ def test_fhir_status_and_sync_commands(make_broker, sekmet, tmp_path, monkeypatc
     assert "secret" not in out
     assert main(["fhir", "sync"]) == 0
     assert "catch-up:" in capsys.readouterr().out
+
+
+def _imaging_study(sekmet, order: dict, patient: dict, uid: str) -> dict:
+    return sekmet.create({"resourceType": "ImagingStudy", "status": "registered",
+                          "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}],
+                          "subject": {"reference": f"Patient/{patient['id']}"},
+                          "basedOn": [{"reference": f"ServiceRequest/{order['id']}"}]})
+
+
+@pytest.mark.parametrize("path", ["catch-up", "notification"])
+def test_study_uid_of_the_registered_imaging_study(make_broker, sekmet, path):
+    broker = make_broker("poll", poll_seconds=600.0)
+    wait_for(lambda: broker.fhir.status().get("watermark"), 30, "the first catch-up")
+    patient = sekmet.create(patient_resource(new_key("M")))
+    accession = new_key("A")
+    order = sekmet.create(service_request(patient["id"], new_key("P"), accession,
+                                          datetime.now() + timedelta(hours=1)))
+    uid = f"1.2.826.0.1.3680043.10.1254.99.{uuid.uuid4().int % 10**12}"
+    _imaging_study(sekmet, order, patient, uid)
+    if path == "catch-up":
+        assert _notify(broker, None).status_code == 200  # an empty ping: search
+    else:
+        assert _notify(broker, order, f"/ServiceRequest/{order['id']}", method="PUT").status_code == 200
+    assert wait_on_worklist(broker, accession).StudyInstanceUID == uid

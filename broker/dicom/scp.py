@@ -20,7 +20,7 @@ from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
 from broker.dicom import find_response, mpps
 from broker.dicom.items import build_item, compile_plan
-from broker.dicom.matching import STATUS_UNABLE_TO_PROCESS, InvalidQuery
+from broker.dicom.query_match import STATUS_UNABLE_TO_PROCESS, InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
 
 log = logging.getLogger(__name__)

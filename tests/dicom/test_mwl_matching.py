@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.orm import sessionmaker
 
 from broker.config import WorklistSettings
-from broker.dicom.matching import InvalidQuery
+from broker.dicom.query_match import InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
 from broker.store.db import make_engine
 from broker.store.migrate import upgrade

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
-from broker.dicom import find_response, mpps
+from broker.dicom import mpps
 from broker.dicom.items import build_item, compile_plan
 from broker.dicom.query_match import STATUS_UNABLE_TO_PROCESS, InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
@@ -35,7 +35,6 @@ STATUS_CANCEL = 0xFE00
 def build_ae(settings: DicomSettings) -> AE:
     """An AE offering Verification and MWL FIND as SCP, with the configured limits."""
     quiet_pynetdicom()
-    find_response.install()
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = True

@@ -62,13 +62,19 @@ def quiet_pynetdicom() -> None:
 
 def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
                        session_factory: sessionmaker[Session],
-                       mpps_settings: MppsSettings | None = None) -> ThreadedAssociationServer:
-    """Start serving in background threads; returns the server (its address, shutdown())."""
+                       mpps_settings: MppsSettings | None = None, *,
+                       find_sessions: sessionmaker[Session] | None = None,
+                       ) -> ThreadedAssociationServer:
+    """Start serving in background threads; returns the server (its address, shutdown()).
+
+    `find_sessions` serves worklist queries (a read-only factory, say); MPPS always writes
+    through `session_factory`, which also serves queries when none is given.
+    """
     ae = build_ae(settings)
     handlers = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_C_FIND, handle_find, [session_factory, worklist]),
+        (evt.EVT_C_FIND, handle_find, [find_sessions or session_factory, worklist]),
         (evt.EVT_REJECTED, log_rejected),
         (evt.EVT_ABORTED, log_aborted),
     ]

@@ -78,15 +78,15 @@ class _Extra:
     """The imported file's dataset, parsed on first use only."""
 
     def __init__(self, extra: Mapping[str, Any] | None) -> None:
-        self._json = (extra or {}).get("dicom")
-        self._ds: Dataset | None = None
+        self.dicom_json = (extra or {}).get("dicom")
+        self.dataset: Dataset | None = None
 
     def get(self, keyword: str, sps: bool = False) -> Any:
-        if not self._json:
+        if not self.dicom_json:
             return None
-        if self._ds is None:
-            self._ds = Dataset.from_json(self._json)
-        source = self._ds
+        if self.dataset is None:
+            self.dataset = Dataset.from_json(self.dicom_json)
+        source = self.dataset
         if sps:
             seq = source.get(SPS)
             source = seq[0] if seq else Dataset()

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.domain.records import (
@@ -42,10 +42,12 @@ BATCH_FILES = 250
 _ORDER_STEPS = (select(ScheduledStep.id).join(RequestedProcedure)
                 .where(RequestedProcedure.order_id == bindparam("order_id"))
                 .order_by(ScheduledStep.id))
-# What the file adds to each step: its whole dataset, and its status when it names one.
-_STEP_EXTRA = (update(ScheduledStep.__table__)
-               .where(ScheduledStep.__table__.c.id == bindparam("step"))
-               .values(extra=bindparam("extra"), status=bindparam("status")))
+# What the file adds to each step: its whole dataset, and its status when it names one the
+# broker knows ("" keeps the status create_order gave).
+_steps = ScheduledStep.__table__
+_STEP_EXTRA = (update(_steps).where(_steps.c.id == bindparam("step")).values(
+    extra=bindparam("extra"),
+    status=func.coalesce(func.nullif(bindparam("status"), ""), _steps.c.status)))
 
 
 class UnreadableFile(ValueError):
@@ -70,7 +72,7 @@ class WorklistItem:
     path: Path
     request: OrderRequest
     dicom_json: dict[str, Any]
-    statuses: tuple[str, ...]  # per ScheduledProcedureStepSequence item; "" keeps SCHEDULED
+    statuses: tuple[str, ...]  # per ScheduledProcedureStepSequence item; "" when unknown
 
 
 def worklist_files(folder: Path) -> Iterator[Path]:
@@ -160,7 +162,7 @@ def _add_file_to_steps(session: Session, order_id: int, item: WorklistItem) -> N
     step_ids = session.scalars(_ORDER_STEPS, {"order_id": order_id}).all()
     extra = {"dicom": item.dicom_json, "source_file": item.path.name}
     session.execute(_STEP_EXTRA, [
-        {"step": step_id, "extra": extra, "status": status or "SCHEDULED"}
+        {"step": step_id, "extra": extra, "status": status}
         for step_id, status in zip(step_ids, item.statuses)])
 
 

@@ -153,18 +153,19 @@ def _item_file(path: Path, patient_id: str, accession: str) -> None:
 
 
 def test_a_clashing_file_is_reported_and_leaves_nothing_while_the_others_are_stored(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, database_url):
     folder = tmp_path / "wl"
     folder.mkdir()
     _item_file(folder / "a.wl", "CLASH1", "ACC1")
     _item_file(folder / "b.wl", "CLASH2", "ACC1")  # same accession number as a.wl
     _item_file(folder / "c.wl", "CLASH3", "ACC3")
     monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BROKER_DATABASE_URL", database_url)
     assert main(["worklist", "import", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "files: 3  imported: 2  already imported: 1  unreadable: 0" in out
     assert any(line.startswith(str(folder / "b.wl")) for line in out.splitlines())
-    base = make_test_settings(tmp_path)
+    base = make_test_settings(tmp_path, database_url)
     broker = Broker(replace(base, hl7=replace(base.hl7, enabled=False),
                             web=replace(base.web, enabled=False)))
     broker.start()

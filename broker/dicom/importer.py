@@ -9,7 +9,6 @@ many files, and a file that cannot be stored (imported before) undoes only its o
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +29,6 @@ from broker.domain.schedule import scheduled_end
 from broker.store.models import RequestedProcedure, ScheduledStep
 from broker.store.orders import OrderConflict, create_order
 
-log = logging.getLogger(__name__)
 SOURCE = "wl-import"
 _STATUSES = {"SCHEDULED", "ARRIVED", "READY", "STARTED", "DEPARTED", "CANCELED", "DISCONTINUED",
              "COMPLETED"}

@@ -191,16 +191,3 @@ def test_two_step_items_do_not_fit_the_model(seeded):
         find_rows(session, ds, QueryContext(WorklistSettings()))
     assert caught.value.status == 0xA900
 
-
-def _bench_module():
-    """bench/mwl_query.py as a module. Only tests/store/test_index_diet.py uses it now (main has
-    deleted that file): remove this helper when the branches meet."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / "bench" / "mwl_query.py"
-    spec = importlib.util.spec_from_file_location("mwl_query_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module

@@ -155,7 +155,8 @@ class FhirSettings:
     token: str = ""          # bearer
     token_url: str = ""      # client-credentials (OAuth 2.0 client_credentials grant)
     client_id: str = ""
-    client_secret: str = ""
+    client_secret: str = ""  # client_secret_basic; or, instead:
+    private_key_file: str = ""  # PEM key for a signed JWT assertion (SMART Backend Services)
 
 
 @dataclass(frozen=True)
@@ -365,7 +366,11 @@ def _validate_fhir(settings: FhirSettings) -> None:
     if settings.mode == "rest-hook" and not settings.criteria.startswith("ServiceRequest"):
         raise ConfigError(f"fhir.criteria: {settings.criteria!r} must search ServiceRequest")
     needed = {"basic": ("username", "password"), "bearer": ("token",),
-              "client-credentials": ("token_url", "client_id", "client_secret")}
+              "client-credentials": ("token_url", "client_id")}
     for key in needed.get(settings.auth, ()):
         if not getattr(settings, key):
             raise ConfigError(f"fhir.{key}: needed with fhir.auth = {settings.auth}")
+    if settings.auth == "client-credentials" and \
+            bool(settings.client_secret) == bool(settings.private_key_file):
+        raise ConfigError("fhir.client_secret or fhir.private_key_file: give one of them with "
+                          "fhir.auth = client-credentials")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import requests
@@ -49,14 +51,22 @@ class FhirClient:
         return {}
 
     def _access_token(self) -> str:
-        """An OAuth 2.0 client_credentials access token (RFC 6749 4.4), renewed before expiry."""
+        """An OAuth 2.0 client_credentials access token (RFC 6749 4.4), renewed before expiry:
+        with the client secret (client_secret_basic), or with a signed JWT assertion (RFC 7523,
+        as SMART Backend Services asks) when a private key is configured."""
         with self._token_lock:
             if self._token and self._token[1] > time.monotonic() + 30:
                 return self._token[0]
+            data = {"grant_type": "client_credentials"}
+            auth = None
+            if self.settings.private_key_file:
+                data.update(client_assertion_type="urn:ietf:params:oauth:client-assertion-type:"
+                            "jwt-bearer", client_assertion=self._assertion())
+            else:
+                auth = (self.settings.client_id, self.settings.client_secret)
             try:
-                answer = requests.post(self.settings.token_url, timeout=TIMEOUT, data={
-                    "grant_type": "client_credentials"},
-                    auth=(self.settings.client_id, self.settings.client_secret))
+                answer = requests.post(self.settings.token_url, timeout=TIMEOUT, data=data,
+                                       auth=auth)
             except requests.RequestException as exc:
                 raise FhirError(f"token endpoint: {exc.__class__.__name__}") from None
             if answer.status_code != 200:
@@ -66,6 +76,16 @@ class FhirClient:
             self._token = (body["access_token"],
                            time.monotonic() + float(body.get("expires_in", 300)))
             return self._token[0]
+
+    def _assertion(self) -> str:
+        """A short-lived JWT naming this client, signed with its private key (RS384, the
+        algorithm SMART Backend Services requires servers to support)."""
+        import jwt  # PyJWT
+        key = Path(self.settings.private_key_file).read_text(encoding="utf-8")
+        now = int(time.time())
+        return jwt.encode({"iss": self.settings.client_id, "sub": self.settings.client_id,
+                           "aud": self.settings.token_url, "iat": now, "exp": now + 300,
+                           "jti": uuid.uuid4().hex}, key, algorithm="RS384")
 
     def request(self, method: str, url: str, *, params: Any = None,
                 body: dict | None = None) -> dict | None:

@@ -27,7 +27,7 @@ from broker.fhir.client import FhirClient, FhirError, entries
 from broker.fhir.intake import CHANNEL, FhirIntake, included_resources
 from broker.fhir.mapping import load_fhir_mapping
 from broker.fhir.notifications import Notice, parse_body, read_notice
-from broker.fhir.subscription import SubscriptionKeeper, shared_secret
+from broker.fhir.subscription import HEARTBEAT_SECONDS, SubscriptionKeeper, shared_secret
 from broker.mapping.site import load_site_mappings
 from broker.resources import mappings_dir
 from broker.store.db import read_only_sessions
@@ -75,6 +75,7 @@ class FhirSync:
         self._catch_up_lock = threading.Lock()
         self._secret: str | None = None
         self._tick_queued = threading.Event()
+        self._heartbeat_silent = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -104,7 +105,21 @@ class FhirSync:
                         log.warning("fhir: Subscription/%s is %s", state.id, state.status)
                 except FhirError as exc:
                     log.warning("fhir: subscription not checked: %s", exc)
+            if self.settings.fhir.mode == "backport":
+                self._check_heartbeat()
             self._catch_up(None)
+
+    def _check_heartbeat(self) -> None:
+        """Log once when backport heartbeats stop (a server restart can end them): not fatal,
+        the catch-up search every poll_seconds covers what notifications miss."""
+        with self.sessions() as session:
+            last = get_state(session, "last_heartbeat") or get_state(session, "last_handshake")
+        silent = bool(last) and datetime.now(timezone.utc) - _server_time(last) > \
+            timedelta(seconds=3 * HEARTBEAT_SECONDS)
+        if silent and not self._heartbeat_silent:
+            log.warning("fhir: no heartbeat since %s; relying on the catch-up search every "
+                        "%s s", last, self.settings.fhir.poll_seconds)
+        self._heartbeat_silent = silent
 
     def request_tick(self) -> None:
         """Ask the worker for a tick (the scheduler's job: it never blocks the scheduler); a

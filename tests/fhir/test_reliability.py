@@ -96,3 +96,15 @@ def test_heartbeats_stopping_after_a_server_restart_is_not_fatal(make_broker, se
     sekmet.create(service_request(patient["id"], new_key("P"), accession,
                                   datetime.now() + timedelta(hours=1)))
     wait_on_worklist(broker, accession)
+
+
+def test_silent_heartbeats_are_reported_once_and_catch_up_goes_on(make_broker, sekmet, caplog):
+    from broker.store.fhir import set_state
+    broker = make_broker("backport", poll_seconds=600.0)
+    wait_active(broker)
+    with broker.sessions.begin() as session:
+        set_state(session, "last_heartbeat", "2020-01-01T00:00:00.000Z")
+    broker.fhir.tick()
+    broker.fhir.tick()
+    assert caplog.text.count("no heartbeat since 2020-01-01T00:00:00.000Z") == 1
+    assert broker.fhir.status()["last_catch_up"] > "2020"

@@ -38,6 +38,8 @@ def test_defaults_and_environment():
     ({"base_url": "http://x/fhir", "auth": "bearer"}, "fhir.token"),
     ({"base_url": "http://x/fhir", "auth": "client-credentials", "token_url": "http://t"},
      "fhir.client_id"),
+    ({"base_url": "http://x/fhir", "auth": "client-credentials", "token_url": "http://t",
+      "client_id": "c"}, "fhir.client_secret or fhir.private_key_file"),
 ])
 def test_wrong_values_name_the_setting(env, message):
     with pytest.raises(ConfigError, match=message):
@@ -53,7 +55,7 @@ def server() -> Iterator[tuple[str, list]]:
     def app(request: Request) -> Response:
         if request.path == "/token":
             seen.append(("token", request.headers.get("Authorization"),
-                         request.form.get("grant_type")))
+                         request.form.get("grant_type"), request.form.get("client_assertion")))
             return Response(json.dumps({"access_token": "tok-1", "expires_in": 3600}),
                             content_type="application/json")
         seen.append((request.path, request.headers.get("Authorization")))
@@ -81,7 +83,8 @@ def test_basic_bearer_and_client_credentials(server):
     client.read("Patient/2")  # the token is reused until it expires
     basic = "Basic " + base64.b64encode(b"u:p").decode()
     assert seen == [("/Patient/1", basic), ("/Patient/1", "Bearer t0"),
-                    ("token", "Basic " + base64.b64encode(b"c:s").decode(), "client_credentials"),
+                    ("token", "Basic " + base64.b64encode(b"c:s").decode(), "client_credentials",
+                     None),
                     ("/Patient/1", "Bearer tok-1"), ("/Patient/2", "Bearer tok-1")]
 
 
@@ -93,3 +96,23 @@ def test_missing_is_none_and_garbage_is_an_error(server):
         client.read("Patient/broken")
     with pytest.raises(FhirError, match="ConnectionError"):
         FhirClient(FhirSettings(base_url="http://127.0.0.1:9")).read("Patient/1")
+
+
+def test_client_credentials_with_a_signed_assertion(server, tmp_path):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    url, seen = server
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "client.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    FhirClient(FhirSettings(base_url=url, auth="client-credentials", token_url=f"{url}/token",
+                            client_id="c", private_key_file=str(path))).read("Patient/1")
+    (_, authorization, grant, assertion), request = seen
+    assert (authorization, grant, request) == (None, "client_credentials",
+                                               ("/Patient/1", "Bearer tok-1"))
+    claims = jwt.decode(assertion, key.public_key(), algorithms=["RS384"], audience=f"{url}/token")
+    assert (claims["iss"], claims["sub"]) == ("c", "c")

@@ -25,7 +25,7 @@ def test_quick_bench_prints_quality_and_speed_figures(tmp_path):
     assert re.search(r"indexed search against 2000 is \d+\.\dx faster", out)
     assert re.search(r"bounded search  median \d+\.\d+ ms .* candidates scored max \d+", out)
     assert re.search(r"bounded search is \d+\.\dx cheaper", out)
-    assert (tmp_path / "search-2000.db").is_file()  # built once, reused next time
+    assert (tmp_path / "search-2000-k2.db").is_file()  # built once, reused next time
 
 
 IMPORT_BENCH = BENCH.parent / "patient_import.py"

@@ -131,7 +131,7 @@ def evaluate(label: str, csv_path: Path, truth: set[frozenset[str]], workdir: Pa
     print(f"  train: {train_s:.1f} s, model version {trained.version}, "
           f"{trained.candidate_pairs} candidate + {trained.random_pairs} random pairs, "
           f"EM {trained.model.info.get('em_iterations')} iterations, "
-          f"estimated share of true pairs {trained.model.prior:.4f}")
+          f"estimated share of true pairs among candidates {trained.model.prior:.4f}")
     started = time.perf_counter()
     result = scan(sessions, settings, output=workdir / f"{label}-new.csv",
                   read_sessions=read_only_sessions(engine))

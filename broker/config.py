@@ -137,7 +137,7 @@ class MatchingSettings:
     # match probability is at least review_probability goes to the review queue (chosen on
     # FEBRL1/2 and the synthetic population: recall >= 0.99 at precision >= 0.98); with
     # auto_link_demographics, one at auto_probability or above is linked.
-    review_probability: float = 0.9
+    review_probability: float = 0.95
     auto_probability: float = 0.9999
     # Training: at most this many candidate pairs (a seeded sample) feed the EM, and this many
     # random pairs measure u.

@@ -113,7 +113,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         print(f"model version {report.version} trained on {report.patients} patients: "
               f"{report.candidate_pairs} candidate pairs (of {report.blocked_pairs} blocked), "
               f"{report.random_pairs} random pairs; estimated share of true pairs among "
-              f"candidates {report.model.prior:.4f}")
+              f"candidates {report.model.info.get('candidate_match_share', 0):.4f}")
         return 0
 
 

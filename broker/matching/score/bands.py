@@ -38,7 +38,7 @@ class Policy:
     auto_link_demographics: bool = False
     auto_threshold: float = 20.0
     model: Model | None = None
-    review_probability: float = 0.9
+    review_probability: float = 0.95
     auto_probability: float = 0.9999
 
 

@@ -108,7 +108,11 @@ def score(model: Model, a: Profile, b: Profile) -> Comparison:
         tabled = household and name in HOUSEHOLD_TABLED
         weight = model.weight(name, level, f"{name}|household" if tabled else "")
         note = describe(name, level)
-        if tabled and name == "birth_date" and level != MISSING:
+        if tabled and name == "family_name":
+            # Everyone in a household shares it: no evidence either way (never a penalty).
+            weight = max(weight, 0.0)
+            note += ", shared by the household"
+        elif tabled and name == "birth_date" and level != MISSING:
             note += ", same household (twins share a birth date)"
         elif level == "exact" and name in TF_FIELDS:
             adjust = model.tf_adjustment(name, tf_values(a)[TF_FIELDS.index(name)])
@@ -344,10 +348,13 @@ def name_frequencies(profiles: Iterable[Profile], keep: int = 5000) -> Frequenci
 
 def fit(candidate_patterns: Mapping[Pattern, int], random_patterns: Mapping[Pattern, int],
         frequencies: Frequencies | None = None, info: Mapping[str, object] | None = None) -> Model:
-    """A model from the level patterns of candidate pairs (EM) and of random pairs (u start)."""
+    """A model from the level patterns of candidate pairs (EM) and of random pairs (u).
+
+    The prior is the share of true pairs among the candidates: a probability is only ever
+    asked of a candidate pair (a scan's or a search's)."""
     u_random = level_shares(random_patterns)
     result = expectation_maximisation(candidate_patterns, u_random)
     details = {**(info or {}), "em_iterations": result.iterations, "em_converged": result.converged,
-               "u_random": _plain(u_random)}
+               "candidate_match_share": round(result.prior, 6), "u_random": _plain(u_random)}
     freq = frequencies or Frequencies({}, {}, {})
     return Model(result.m, result.u, result.prior, freq.tf, freq.floor, freq.mean, details)

@@ -87,7 +87,7 @@ def test_every_field_explains_itself_in_points_and_words():
     a, b = profile(**BASE), profile(**{**BASE, "family": "Lindqvst", "birth": "19801205"})
     comparison = score(model, a, b)
     explained = comparison.explain()
-    assert explained["family_name"]["note"] == "one letter differs"
+    assert explained["family_name"]["note"].startswith("one letter differs")
     assert explained["birth_date"]["note"].startswith("day and month swapped")
     assert all(set(f) >= {"similarity", "points", "note"} for f in explained.values())
     assert comparison.total == pytest.approx(model.prior_weight + sum(

@@ -4,14 +4,14 @@
 from the site's patients and stores them here, versioned; scans and live searches use the newest.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0015'
-down_revision = '0012'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

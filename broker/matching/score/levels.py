@@ -118,7 +118,11 @@ def _names(a: Profile, b: Profile) -> tuple[str, str]:
     if family in ("exact", "close") and given in ("exact", "nickname", "close"):
         return family, given
     # Swapped: one record has the family name in the given field and the given name in the
-    # family field. Counted only when both crossed names agree, which chance rarely does.
+    # family field. Counted only when both crossed names agree, which chance rarely does; looked
+    # for only when they start alike (most candidates are strangers, and this is the scorer's
+    # most frequent work).
+    if a.given.joined[:1] != b.family.joined[:1] or a.family.joined[:1] != b.given.joined[:1]:
+        return family, given
     crossed = (family_level(a.given, b.family), given_level(a.family, b.given))
     if crossed[0] in ("exact", "close") and crossed[1] in ("exact", "nickname", "close") \
             and (family, given) != ("exact", "exact"):

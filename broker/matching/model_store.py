@@ -28,19 +28,24 @@ def newest_model_id(session: Session) -> int | None:
     return session.scalar(select(func.max(MatchingModel.id)))
 
 
-@lru_cache(maxsize=4)
-def _parsed(model_id: int, parameters_json: str) -> Model:
-    return Model.from_dict(json.loads(parameters_json))
+# Stored models never change (a retrain adds a version), so one parsed per database and row
+# serves every later search: the live search asks for the current model every run.
+_PARSED: dict[tuple[str, int, object], Model] = {}
 
 
 def stored_model(session: Session) -> Model | None:
     """The newest model trained on this site, or None."""
-    model_id = newest_model_id(session)
-    if model_id is None:
+    newest = session.execute(select(MatchingModel.id, MatchingModel.created_at)
+                             .order_by(MatchingModel.id.desc()).limit(1)).first()
+    if newest is None:
         return None
-    row = session.get(MatchingModel, model_id)
-    # Parsed once per stored model: the live search asks for it every run.
-    return _parsed(model_id, json.dumps(row.parameters, sort_keys=True))
+    key = (str(session.get_bind().url), newest[0], newest[1])
+    if key not in _PARSED:
+        row = session.get(MatchingModel, newest[0])
+        if len(_PARSED) >= 8:
+            _PARSED.clear()
+        _PARSED[key] = Model.from_dict(row.parameters)
+    return _PARSED[key]
 
 
 def current_model(session: Session) -> Model:

@@ -111,7 +111,7 @@ def score(model: Model, a: Profile, b: Profile) -> Comparison:
         if tabled and name == "family_name":
             # Everyone in a household shares it: no evidence either way (never a penalty).
             weight = max(weight, 0.0)
-            note += ", shared by the household"
+            note += ", within one household"
         elif tabled and name == "birth_date" and level != MISSING:
             note += ", same household (twins share a birth date)"
         elif level == "exact" and name in TF_FIELDS:

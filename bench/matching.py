@@ -317,8 +317,9 @@ def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
     gen = Generator(seed=12)
     rng = random.Random(13)
     policy = policy_of(MatchingSettings(), default_model())
+    legacy = policy_of(MatchingSettings())  # the previous hand-set points, same candidates
     ids = rng.sample(range(1, count + 1), probes)
-    times, hits, sizes = [], Counter(), []
+    times, hits, sizes, legacy_times = [], Counter(), [], []
     with sessions() as session:
         rows = {r.id: r for r in session.execute(select(
             Patient.id, Patient.family_name, Patient.given_name, Patient.birth_date, Patient.sex,
@@ -333,6 +334,9 @@ def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
             started = time.perf_counter()
             found = search(session, prof, policy, limit=200)
             times.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            search(session, prof, legacy, limit=200)
+            legacy_times.append((time.perf_counter() - started) * 1000)
             sizes.append(len(found))
             group = "dob" if kind in DOB_ERRORS else "other"
             hits[group, pid in {f for f, _ in found}] += 1
@@ -345,6 +349,9 @@ def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
     print(f"  median {median:.2f} ms  p95 {pct(times, 0.95):.2f} ms  "
           f"IQR {pct(times, 0.25):.2f}-{pct(times, 0.75):.2f} ms  max {max(times):.2f} ms  "
           f"candidates median {statistics.median(sizes):.0f}")
+    print(f"  same search scored with the previous hand-set points: median "
+          f"{statistics.median(legacy_times):.2f} ms (learned model / hand-set "
+          f"{median / statistics.median(legacy_times):.2f}x, same run)")
     print(f"  true match among candidates: {all_hits}/{probes} = {all_hits / probes:.4f} "
           f"(birth date missing or mistyped: {hits['dob', True]}/{dob_total})")
     print(f"  baseline: naive comparison with all of {baseline} patients in memory, median "

@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds, for the smoke test")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.idle_seconds, args.preload = 4.0, 2.0, 60
+        args.seconds, args.idle_seconds, args.preload = 4.0, 2.0, 240
         args.ehr, args.rate, args.scanners, args.modalities = 2, 5.0, 4, 2
     folder = Path(tempfile.mkdtemp(prefix="busy-hour-"))
     url = args.database or f"sqlite:///{(folder / 'data' / 'broker.db').as_posix()}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 
 from pynetdicom import evt
@@ -52,6 +53,22 @@ class AssociationSlots:
         """Slots held now."""
         with self._lock:
             return sum(1 for a in self._held if _holds_slot(a))
+
+
+class HandshakeInReaderContext(ssl.SSLContext):
+    """A server TLS context whose handshake runs in the connection's own thread.
+
+    pynetdicom wraps each accepted socket in its single accept loop; with the default
+    do_handshake_on_connect the handshake happens there, so one peer that connects and sends
+    nothing stops every other connection (a scanner's included) from being accepted. Deferred,
+    the handshake runs on the association's first read, bounded by the ACSE timeout like any
+    other negotiation (PS3.15 B.1 only asks that TLS precede the A-ASSOCIATE-RQ).
+    """
+
+    def wrap_socket(self, sock: socket.socket, *args: object, **kwargs: object) -> ssl.SSLSocket:
+        """Wrap as usual, but leave the handshake to the first read or write."""
+        kwargs["do_handshake_on_connect"] = False
+        return super().wrap_socket(sock, *args, **kwargs)
 
 
 def _holds_slot(assoc: Association) -> bool:

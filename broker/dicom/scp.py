@@ -97,7 +97,8 @@ def tls_context(settings: DicomSettings) -> ssl.SSLContext | None:
     """A server TLS context (PS3.15 B.1) when a certificate is configured, else None."""
     if not settings.tls_cert_file:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = connections.HandshakeInReaderContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     if settings.tls_ca_file:
         context.load_verify_locations(settings.tls_ca_file)

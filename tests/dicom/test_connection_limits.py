@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import ssl
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -166,3 +168,26 @@ def test_rejections_are_logged_with_peer_and_reason(tmp_path, caplog):
                for line in lines), lines
     assert any("LOST" in line and "called AE title not recognised" in line
                for line in lines), lines
+
+
+def test_a_silent_connection_does_not_stop_tls_scanners(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    broker = start_broker(tmp_path, tls_cert_file=str(cert), tls_key_file=str(key),
+                          acse_timeout_seconds=2)
+    try:
+        port = broker.listeners.dicom[1]
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        context.check_hostname = False
+        with socket.create_connection(("127.0.0.1", port)) as silent:
+            ae = scanner_ae("TLSSCU")
+            ae.acse_timeout = ae.connection_timeout = GUARD_SECONDS
+            assoc = ae.associate("127.0.0.1", port, ae_title="BROKER", tls_args=(context, None))
+            assert assoc.is_established  # while the silent connection is still open
+            assert assoc.send_c_echo().Status == 0
+            assoc.release()
+            assert read_until_closed(silent) == b""  # no handshake within the ACSE timeout
+    finally:
+        broker.stop()

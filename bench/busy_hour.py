@@ -456,6 +456,10 @@ def report(rec: Recorder, cpu: dict[str, float], args: argparse.Namespace) -> li
             for reason in sorted(set(errs))[:3]:
                 lines.append(f"    error: {reason} (x{errs.count(reason)})")
     lines.append("")
+    sent = len(rec.samples.get(("loaded", "HL7 order ACK"), []))
+    # Each EHR connection waits for its ACK before the next order: a slow broker lowers the rate.
+    lines.append(f"HL7 orders under load: {sent / args.seconds:.1f}/s achieved of "
+                 f"{args.ehr * args.rate:g}/s offered")
     for phase, share in cpu.items():
         lines.append(f"broker CPU, {phase}: {share:.0%} of one core")
     lines += targets_lines(rec)

@@ -49,11 +49,6 @@ class AssociationSlots:
             self._held.add(assoc)
             return True
 
-    def in_use(self) -> int:
-        """Slots held now."""
-        with self._lock:
-            return sum(1 for a in self._held if _holds_slot(a))
-
 
 class HandshakeInReaderContext(ssl.SSLContext):
     """A server TLS context whose handshake runs in the connection's own thread.

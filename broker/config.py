@@ -57,7 +57,14 @@ class DicomSettings:
     host: str = "127.0.0.1"
     port: int = 11112
     ae_title: str = "BROKER"
-    max_associations: int = 16
+    # Established associations served at once; a department's scanners and modalities fit.
+    max_associations: int = 64
+    # Seconds a connection may take to send its A-ASSOCIATE-RQ (the ARTIM timer, PS3.8 9.1.4)
+    # before it is closed; a port scan or a silent peer never holds a slot longer.
+    acse_timeout_seconds: float = 5.0
+    # Connections still negotiating (or being closed) on top of max_associations; past both,
+    # new associations are refused until those end (within acse_timeout_seconds).
+    max_pending_connections: int = 256
     # Calling AE titles allowed to associate; empty list: any.
     allowed_calling_ae_titles: tuple[str, ...] = ()
     # Peer IP addresses allowed to connect; empty list: any.

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
-from broker.dicom import mpps
+from broker.dicom import connections, mpps
 from broker.dicom.items import build_item, compile_plan
 from broker.dicom.query_match import STATUS_UNABLE_TO_PROCESS, InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
@@ -39,7 +39,11 @@ def build_ae(settings: DicomSettings) -> AE:
     """An AE offering Verification and MWL FIND as SCP, with the configured limits."""
     quiet_pynetdicom()
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.max_associations
+    # Only admitted associations count toward max_associations (connections.AssociationSlots);
+    # pynetdicom also counts connections still negotiating, so its limit is the looser cap.
+    ae.maximum_associations = settings.max_associations + settings.max_pending_connections
+    # PS3.8 9.1.4: the ARTIM timer bounds how long a connection may wait for its A-ASSOCIATE-RQ.
+    ae.acse_timeout = settings.acse_timeout_seconds
     ae.require_called_aet = True
     if settings.allowed_calling_ae_titles:
         ae.require_calling_aet = list(settings.allowed_calling_ae_titles)
@@ -75,9 +79,10 @@ def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_FIND, handle_find, [find_sessions or session_factory, worklist]),
-        (evt.EVT_REJECTED, log_rejected),
         (evt.EVT_ABORTED, log_aborted),
     ]
+    handlers += connections.bound_handlers(connections.AssociationSlots(settings.max_associations),
+                                           ae.acse_timeout, ae.network_timeout)
     if QUICKACK is not None:
         handlers.append((evt.EVT_DATA_SENT, rearm_quickack))
     handlers += mpps.bound_handlers(session_factory, mpps_settings or MppsSettings())
@@ -92,7 +97,8 @@ def tls_context(settings: DicomSettings) -> ssl.SSLContext | None:
     """A server TLS context (PS3.15 B.1) when a certificate is configured, else None."""
     if not settings.tls_cert_file:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = connections.HandshakeInReaderContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     if settings.tls_ca_file:
         context.load_verify_locations(settings.tls_ca_file)
@@ -151,13 +157,6 @@ def _set_option(sock: socket.socket, option: int) -> None:
 def handle_echo(event: evt.Event) -> int:
     """C-ECHO (PS3.4 A.4): always Success."""
     return 0x0000
-
-
-def log_rejected(event: evt.Event) -> None:
-    """Log a rejected association with the peer and its AE title."""
-    requestor = event.assoc.requestor
-    log.warning("dicom %s:%s calling %s: association rejected", requestor.address,
-                requestor.port, requestor.ae_title)
 
 
 def log_aborted(event: evt.Event) -> None:

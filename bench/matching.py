@@ -13,6 +13,10 @@ Speed: one incoming patient (an erroneous copy of a stored one) is searched agai
 population (built once into bench/.data/, reused); the baseline, measured in the same run, is a
 naive comparison against every patient of a 10,000-patient population held in memory
 (2,000 with --quick).
+
+Look-alikes: a new patient among 500 stored ones with its family name and birth date (a block
+no key narrows much): the bounded search, the deferred job that runs it after the ACK, and as a
+baseline in the same run, scoring every look-alike.
 """
 from __future__ import annotations
 
@@ -35,15 +39,16 @@ from sqlalchemy import insert, select, text  # noqa: E402
 
 from broker.config import MatchingSettings  # noqa: E402
 from broker.domain.records import Identifier, PatientRecord, PersonName  # noqa: E402
-from broker.matching import Band, block_keys, judge, profile  # noqa: E402
-from broker.reconcile.importer import import_csv  # noqa: E402
-from broker.reconcile.scan import scan  # noqa: E402
-from broker.store.blocking import configure_matching, policy_of, search  # noqa: E402
+from broker.matching.importer import import_csv  # noqa: E402
+from broker.matching.scan import scan  # noqa: E402
+from broker.matching.score import Band, block_keys, judge, profile  # noqa: E402
+from broker.matching.search import policy_of, search  # noqa: E402
+from broker.matching.searches import run_pending_searches  # noqa: E402
 from broker.store.db import make_engine, make_session_factory  # noqa: E402
 from broker.store.migrate import upgrade  # noqa: E402
 from broker.store.models import Patient, PatientBlockKey, PatientIdentifier  # noqa: E402
-from broker.store.patients import upsert_patient  # noqa: E402
-from population import DOB_ERRORS, ERRORS, Generator, Person  # noqa: E402
+from broker.store.patients import configure_matching, upsert_patient  # noqa: E402
+from population import DOB_ERRORS, ERRORS, GIVEN_F, GIVEN_M, Generator, Person  # noqa: E402
 
 HEADER = ["identifier", "issuer", "family_name", "given_name", "birth_date", "sex", "address", "phone"]
 
@@ -265,6 +270,57 @@ def naive_baseline(gen: Generator, rng: random.Random, probes: int, size: int) -
     return statistics.median(times)
 
 
+# ---------------------------------------------------------------- look-alikes
+
+def lookalikes(count: int, probes: int, workdir: Path) -> None:
+    """A new patient among `count` stored ones sharing its family name and birth date: the cost
+    of its bounded search, of the whole deferred job for it, and (baseline, same run) of scoring
+    every look-alike, as a search without bounds would."""
+    engine, sessions = store(workdir / "lookalikes.db")
+    given = GIVEN_F + GIVEN_M
+    rng = random.Random(17)
+    names = [f"{a} {b}" for a in given for b in given if a != b]
+    rng.shuffle(names)
+    settings = MatchingSettings()
+    configure_matching(sessions, settings)
+    with sessions.begin() as session:
+        for n in range(count):
+            upsert_patient(session, PatientRecord((Identifier(f"L{n:05d}", "HOSP"),),
+                                                  PersonName("Nakamura", names[n]), "19800512",
+                                                  rng.choice("MF"), f"{n} Station Road, Leeds"))
+    run_pending_searches(sessions, settings, limit=count)  # the stored ones' own searches
+    policy = policy_of(settings)
+    bounded, unbounded, job, scored = [], [], [], []
+    for n in range(probes):
+        record = PatientRecord((Identifier(f"N{n:05d}", "HOSP"),),
+                               PersonName("Nakamura", names[count + n]), "19800512", "F")
+        prof = profile("Nakamura", names[count + n], "19800512", "F")
+        with sessions() as session:
+            started = time.perf_counter()
+            found = search(session, prof, policy, settings.max_candidates)
+            bounded.append((time.perf_counter() - started) * 1000)
+            scored.append(len(found))
+            started = time.perf_counter()
+            search(session, prof, policy, limit=10 ** 6)
+            unbounded.append((time.perf_counter() - started) * 1000)
+        with sessions.begin() as session:
+            upsert_patient(session, record)
+        started = time.perf_counter()
+        run_pending_searches(sessions, settings)
+        job.append((time.perf_counter() - started) * 1000)
+    engine.dispose()
+    print(f"look-alikes: a new patient among {count} sharing family name and birth date "
+          f"({probes} probes)")
+    print(f"  bounded search  median {statistics.median(bounded):.2f} ms  "
+          f"IQR {pct(bounded, 0.25):.2f}-{pct(bounded, 0.75):.2f} ms  "
+          f"candidates scored max {max(scored)} (max_candidates {settings.max_candidates})")
+    print(f"  deferred job    median {statistics.median(job):.2f} ms  "
+          f"IQR {pct(job, 0.25):.2f}-{pct(job, 0.75):.2f} ms  (search + queue entries + commit)")
+    print(f"  baseline: every look-alike scored, median {statistics.median(unbounded):.2f} ms; "
+          f"bounded search is {statistics.median(unbounded) / statistics.median(bounded):.1f}x "
+          f"cheaper")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small populations: runs in seconds")
@@ -273,6 +329,8 @@ def main() -> None:
     parser.add_argument("--probes", type=int, help="incoming patients searched")
     parser.add_argument("--baseline", type=int, help="patients in the naive baseline")
     parser.add_argument("--data", type=Path, default=ROOT / ".data", help="where populations are kept")
+    parser.add_argument("--lookalikes", type=int, default=500,
+                        help="stored patients sharing one family name and birth date")
     args = parser.parse_args()
     people = args.people or (2000 if args.quick else 100000)
     population = args.population or (20000 if args.quick else 1000000)
@@ -281,6 +339,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         quality(people, 0.1, Path(tmp))
     speed(population, probes, args.data, args.baseline or (2000 if args.quick else 10000))
+    with tempfile.TemporaryDirectory() as tmp:
+        lookalikes(args.lookalikes, min(probes, 50), Path(tmp))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from broker.config import ConfigError, Settings, load_settings
 from broker.dicom.commands import register as register_dicom_commands
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
-from broker.reconcile.commands import register as register_reconcile
+from broker.matching.commands import register as register_reconcile
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
-"""Patient matching: normalisation, blocking keys, field-by-field scoring and the three bands.
+"""Patient reconciliation in one place.
 
-Pure code: no database, no I/O. The store (broker.store.reconcile) keeps the keys and the queue.
+score/     the pure scorer: normalisation, blocking keys, field-by-field comparison, the bands
+           (no database, no I/O: tests/test_layering.py holds that line)
+search     candidate search over the stored blocking keys, bounded per search
+searches   the deferred search of new patients, run by a job after the HL7 ACK
+queue      the review queue's entries (proposed, linked automatically, conflicts) and listing
+review     what an admin does with an entry: link, dismiss, unmerge
+importer   `broker patients import`; scan: `broker patients scan`; commands: their CLI
+
+The exact-identifier side of identity (which patient a message belongs to) is in
+broker.store.patients; merge and unmerge are in broker.store.merge.
 """
-from broker.matching.bands import Band, Policy, Verdict, judge
-from broker.matching.blocking import block_keys
-from broker.matching.compare import Comparison, FieldScore, compare
-from broker.matching.normalize import Profile, profile
-
-__all__ = ["Band", "Comparison", "FieldScore", "Policy", "Profile", "Verdict", "block_keys",
-           "compare", "judge", "profile"]

@@ -17,6 +17,17 @@ class MergeError(ValueError):
     """The merge or unmerge cannot be done; the message says why."""
 
 
+def surviving(session: Session, patient: Patient) -> Patient:
+    """Follow merged_into links to the record that survived."""
+    seen = {patient.id}
+    while patient.merged_into_id is not None:
+        patient = session.get(Patient, patient.merged_into_id)
+        if patient.id in seen:  # a cycle would be a bug elsewhere; stop rather than loop
+            break
+        seen.add(patient.id)
+    return patient
+
+
 # Rows that belong to a patient and follow it in a merge.
 _MOVABLE = {
     "identifiers": (PatientIdentifier, PatientIdentifier.patient_id),

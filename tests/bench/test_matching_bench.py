@@ -1,8 +1,12 @@
-"""The matching bench runs and prints its figures (never asserts a time)."""
+"""The matching and patient-import benches run and print their figures (never assert a time)."""
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bench
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "matching.py"
 
@@ -10,7 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "matching.py"
 def test_quick_bench_prints_quality_and_speed_figures(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--people", "300", "--population", "2000",
-         "--probes", "16", "--data", str(tmp_path)],
+         "--probes", "16", "--lookalikes", "100", "--data", str(tmp_path)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -19,4 +23,18 @@ def test_quick_bench_prints_quality_and_speed_figures(tmp_path):
     assert re.search(r"median \d+\.\d+ ms  p95 \d+\.\d+ ms", out)
     assert re.search(r"true match among candidates: \d+/16", out)
     assert re.search(r"indexed search against 2000 is \d+\.\dx faster", out)
+    assert re.search(r"bounded search  median \d+\.\d+ ms .* candidates scored max \d+", out)
+    assert re.search(r"bounded search is \d+\.\dx cheaper", out)
     assert (tmp_path / "search-2000.db").is_file()  # built once, reused next time
+
+
+IMPORT_BENCH = BENCH.parent / "patient_import.py"
+
+
+def test_patient_import_bench_prints_runs_against_parsing():
+    result = subprocess.run([sys.executable, str(IMPORT_BENCH), "--rows", "500", "--runs", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"new +median +\d+\.\d+ s  spread [\d.]+-[\d.]+ s  = +\d+\.\dx parsing",
+                     result.stdout)
+    assert re.search(r"again +median", result.stdout)

@@ -4,8 +4,10 @@ from pathlib import Path
 
 from tests.support.dcmtk import findscu
 from tests.support.hl7client import send_and_read_ack
+from tests.support.matching import run_searches
 
-from broker.store.matches import link_match, list_matches
+from broker.matching.queue import list_matches
+from broker.matching.review import link_match
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hl7"
 SPS = "ScheduledProcedureStepSequence[0]"
@@ -32,6 +34,7 @@ def test_typo_under_another_identifier_lands_in_review_and_link_shows_survivor(b
     first = send_and_read_ack(hl7_port, (FIXTURES / "orm_o01_v231_utf8.hl7").read_bytes())
     second = send_and_read_ack(hl7_port, _second_registration())
     assert (first.get("MSA", 1), second.get("MSA", 1)) == ("AA", "AA")
+    run_searches(broker.sessions)  # the scheduled job's work, after the ACKs
 
     with broker.sessions() as session:
         queue = list_matches(session)

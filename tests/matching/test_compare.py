@@ -1,7 +1,7 @@
 """Scoring and bands: each registration error still reaches review; other people do not."""
 import pytest
 
-from broker.matching import Band, Policy, block_keys, compare, judge, profile
+from broker.matching.score import Band, Policy, block_keys, compare, judge, profile
 
 BASE = dict(family="Müller", given="Hans", birth="19720304", sex_code="M",
             address_text="Hauptstraße 5, 10115 Berlin", phone_text="+49 30 1234567")

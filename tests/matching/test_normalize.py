@@ -1,8 +1,8 @@
 """Normalisation rules, one row per thing registrations get wrong."""
 import pytest
 
-from broker.matching.normalize import birth_date, fold, name_part, phone, sex
-from broker.matching.phonetic import soundex
+from broker.matching.score.normalize import birth_date, fold, name_part, phone, sex
+from broker.matching.score.phonetic import soundex
 
 
 @pytest.mark.parametrize("raw, folded", [

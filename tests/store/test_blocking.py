@@ -3,8 +3,8 @@ import pytest
 
 from broker.config import ConfigError, load_settings
 from broker.domain.records import Identifier, PatientRecord, PersonName
-from broker.matching import profile
-from broker.store.blocking import policy_of, search
+from broker.matching.score import profile
+from broker.matching.search import policy_of, search
 from broker.store.patients import upsert_patient
 
 

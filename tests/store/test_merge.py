@@ -1,25 +1,16 @@
-from datetime import datetime
-
+"""Merge and unmerge: everything a patient owns moves, and comes back exactly."""
 import pytest
 from sqlalchemy import select
 
-from broker.domain.records import (
-    Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
-)
-from broker.store.merge import MergeError, merge_patients, unmerge_patients
+from broker.domain.records import Identifier, PatientRecord, PersonName
+from broker.store.merge import MergeError, merge_patients, surviving, unmerge_patients
 from broker.store.models import AuditEvent, Order, Patient, PatientIdentifier
-from broker.store.orders import create_order
 from broker.store.patients import find_by_identifiers
-
-UIDS = iter(f"1.2.9.{n}" for n in range(1, 1000))
-
+from tests.support.matching import create_order_for
 
 def _order(session, mrn, placer, family):
-    return create_order(session, OrderRequest(
-        patient=PatientRecord((Identifier(mrn, "HOSP"),), PersonName(family, "Anna")),
-        placer_order_number=placer, accession_number=placer,
-        procedures=(ProcedureRequest("RP", steps=(StepRequest("S", "CT", start=datetime(2026, 1, 1)),)),)),
-        lambda: next(UIDS))
+    return create_order_for(session, PatientRecord((Identifier(mrn, "HOSP"),),
+                                                   PersonName(family, "Anna")), placer)
 
 
 def _setup(sessions):
@@ -82,3 +73,13 @@ def test_unmerge_twice_is_refused(sessions):
     with pytest.raises(MergeError, match="already undone"):
         with sessions.begin() as session:
             unmerge_patients(session, merge_id, actor="admin")
+
+
+def test_surviving_follows_a_chain_of_merges(sessions):
+    first, second = _setup(sessions)
+    with sessions.begin() as session:
+        third = _order(session, "C1", "P3", "Smithe").patient_id
+        merge_patients(session, second, first, actor="admin")
+        merge_patients(session, third, second, actor="admin")
+    with sessions() as session:
+        assert surviving(session, session.get(Patient, first)).id == third

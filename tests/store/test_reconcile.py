@@ -1,35 +1,23 @@
 """Reconciliation in the store: keys kept current, the review queue, link, dismiss, unmerge."""
 from dataclasses import replace
-from datetime import datetime
 
 import pytest
 from sqlalchemy import select
 
 from broker.config import MatchingSettings
-from broker.domain.records import (
-    Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
-)
-from broker.matching import Policy, profile
-from broker.store.blocking import configure_matching, search
-from broker.store.matches import (
-    MatchError, dismiss_match, link_match, list_matches, unmerge_patient,
-)
+from broker.domain.records import Identifier, PatientRecord, PersonName
+from broker.matching.queue import MatchError, list_matches
+from broker.matching.review import dismiss_match, link_match, unmerge_patient
+from broker.matching.score import Policy, profile
+from broker.matching.search import search
 from broker.store.models import (
     AuditEvent, MatchCandidate, Order, Patient, PatientBlockKey, PatientIdentifier, PerformedStep,
 )
-from broker.store.orders import create_order
-from broker.store.patients import upsert_patient
+from broker.store.patients import configure_matching, upsert_patient
+from tests.support.matching import create_order_for, run_searches
 
-UIDS = iter(f"1.2.9.{n}" for n in range(1, 1000))
 ANNA = PatientRecord((Identifier("A1", "HOSP"),), PersonName("Lindqvist", "Anna"), "19800512", "F",
                      "Storgatan 1, Uppsala", "018 555 1234")
-
-
-def _order(session, record, placer):
-    return create_order(session, OrderRequest(
-        patient=record, placer_order_number=placer, accession_number=placer,
-        procedures=(ProcedureRequest("RP", steps=(StepRequest("S", "CT", start=datetime(2026, 1, 1)),)),)),
-        lambda: next(UIDS))
 
 
 def _clinic_copy(**changes):
@@ -42,9 +30,10 @@ def _actions(session):
 
 def test_unknown_identifier_with_typo_is_queued_with_explained_scores(sessions):
     with sessions.begin() as session:
-        anna = _order(session, ANNA, "P1").patient_id
-        clinic = _order(session, _clinic_copy(name=PersonName("Lindqvst", "Anna")), "P2").patient_id
+        anna = create_order_for(session, ANNA, "P1").patient_id
+        clinic = create_order_for(session, _clinic_copy(name=PersonName("Lindqvst", "Anna")), "P2").patient_id
     assert anna != clinic  # never merged on demographics alone
+    run_searches(sessions)
     with sessions() as session:
         [entry] = list_matches(session)
         assert (entry.incoming["id"], entry.candidate["id"]) == (clinic, anna)
@@ -56,12 +45,10 @@ def test_unknown_identifier_with_typo_is_queued_with_explained_scores(sessions):
 
 def test_queue_names_the_channel_the_patient_came_from(sessions):
     with sessions.begin() as session:
-        _order(session, ANNA, "P1")
-        create_order(session, OrderRequest(
-            patient=_clinic_copy(name=PersonName("Lindqvst", "Anna")), placer_order_number="P2",
-            accession_number="P2", procedures=(ProcedureRequest("RP", steps=(
-                StepRequest("S", "CT", start=datetime(2026, 1, 1)),)),)),
-            lambda: next(UIDS), source_channel="wl-import")
+        create_order_for(session, ANNA, "P1")
+        create_order_for(session, _clinic_copy(name=PersonName("Lindqvst", "Anna")), "P2",
+                         source_channel="wl-import")
+    run_searches(sessions)
     with sessions() as session:
         [entry] = list_matches(session)
         assert entry.source == "wl-import"
@@ -72,6 +59,7 @@ def test_different_person_is_not_queued(sessions):
         upsert_patient(session, ANNA)
         upsert_patient(session, _clinic_copy(name=PersonName("Lindqvist", "Erik"), sex="M",
                                              birth_date="19781101"))
+    run_searches(sessions)
     with sessions() as session:
         assert list_matches(session) == []
 
@@ -116,6 +104,7 @@ def test_emergency_placeholder_name_is_replaced_without_review(sessions):
         upsert_patient(session, replace(ANNA, name=PersonName("UNKNOWN", "TRAUMA"), birth_date="",
                                         sex="", address="", phone=""))
         upsert_patient(session, ANNA)  # the ADT with her real identity
+    run_searches(sessions)
     with sessions() as session:
         assert session.scalars(select(Patient.family_name)).all() == ["Lindqvist"]
         assert list_matches(session) == []
@@ -126,6 +115,7 @@ def test_small_corrections_are_applied_without_review(sessions):
         upsert_patient(session, ANNA)
         upsert_patient(session, replace(ANNA, name=PersonName("Lindqvist-Berg", "Anna"),
                                         address="Kungsgatan 9, Uppsala"))
+    run_searches(sessions)
     with sessions() as session:
         assert session.scalars(select(Patient.family_name)).all() == ["Lindqvist-Berg"]
         assert list_matches(session) == []
@@ -133,10 +123,11 @@ def test_small_corrections_are_applied_without_review(sessions):
 
 def test_link_moves_identifiers_orders_and_performed_steps_and_unmerge_restores(sessions):
     with sessions.begin() as session:
-        anna = _order(session, ANNA, "P1").patient_id
-        order = _order(session, _clinic_copy(birth_date="19800521"), "P2")
+        anna = create_order_for(session, ANNA, "P1").patient_id
+        order = create_order_for(session, _clinic_copy(birth_date="19800521"), "P2")
         clinic = order.patient_id
         session.add(PerformedStep(sop_instance_uid="1.2.3", status="COMPLETED", patient_id=clinic))
+    run_searches(sessions)
     with sessions() as session:
         [entry] = list_matches(session)
     with sessions.begin() as session:
@@ -166,6 +157,7 @@ def test_dismissed_pair_is_never_proposed_again(sessions):
     with sessions.begin() as session:
         upsert_patient(session, ANNA)
         upsert_patient(session, _clinic_copy())
+    run_searches(sessions)
     with sessions() as session:
         [entry] = list_matches(session)
     with sessions.begin() as session:
@@ -173,6 +165,7 @@ def test_dismissed_pair_is_never_proposed_again(sessions):
     with sessions.begin() as session:  # the clinic record is updated: search runs again
         upsert_patient(session, _clinic_copy(phone="018 555 9999"))
         upsert_patient(session, PatientRecord((Identifier("Z1", "OTHER"),), ANNA.name, ANNA.birth_date))
+    run_searches(sessions)
     with sessions() as session:
         pairs = {frozenset((e.incoming["id"], e.candidate["id"])) for e in list_matches(session)}
         assert frozenset((entry.incoming["id"], entry.candidate["id"])) not in pairs
@@ -209,6 +202,7 @@ def test_untrusted_identifier_bridging_two_patients_goes_to_review(sessions):
         upsert_patient(session, replace(_clinic_copy(name=PersonName("Berg", "Erik"), sex="M",
                                                      birth_date="19500101"),
                                         identifiers=(Identifier("C9", "CLINIC"), Identifier("X7", "REGION"))))
+    run_searches(sessions)
     with sessions() as session:
         assert session.get(Patient, clinic).merged_into_id is None
         [entry] = list_matches(session)
@@ -223,5 +217,6 @@ def test_reconciliation_can_be_turned_off(sessions):
         upsert_patient(session, ANNA)
         upsert_patient(session, _clinic_copy())
         assert session.scalars(select(PatientBlockKey)).first() is not None  # keys still kept
+    run_searches(sessions)
     with sessions() as session:
         assert list_matches(session) == []

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 
-from broker.matching.nicknames import canonical_given
+from broker.matching.score.nicknames import canonical_given
 
 # Letters NFKD does not decompose into a base letter plus a combining mark.
 _SPECIAL = str.maketrans({
@@ -68,6 +69,9 @@ class NamePart:
         return len(self.joined) == 1
 
 
+# Names repeat (a family, the common given names): a candidate search normalises the same
+# few strings over and over, and a NamePart is immutable, so one can be shared.
+@lru_cache(maxsize=65536)
 def name_part(text: str) -> NamePart:
     """The comparison forms of one name field."""
     raw = raw_tokens(text)

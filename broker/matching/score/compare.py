@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 from rapidfuzz import fuzz
 
-from broker.matching.normalize import PARTICLES, NamePart, Profile
+from broker.matching.score.normalize import PARTICLES, NamePart, Profile
 
 
 @dataclass(frozen=True)

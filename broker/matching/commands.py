@@ -60,8 +60,8 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.reconcile.importer import ImportError_, count_lines, import_csv
-    from broker.reconcile.progress import Progress
+    from broker.matching.importer import ImportError_, count_lines, import_csv
+    from broker.matching.progress import Progress
 
     if not args.file.is_file():
         print(f"broker: {args.file}: no such file", file=sys.stderr)
@@ -85,8 +85,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _scan(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.reconcile.progress import Progress
-    from broker.reconcile.scan import scan
+    from broker.matching.progress import Progress
+    from broker.matching.scan import scan
 
     with open_store(settings) as store:
         sessions = store.sessions
@@ -111,7 +111,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import list_matches
+    from broker.matching.queue import list_matches
 
     with open_store(settings) as store:
         sessions = store.sessions
@@ -145,7 +145,7 @@ def _describe(rec: dict) -> str:
 
 
 def _act(settings: Settings, action) -> int:
-    from broker.store.matches import MatchError
+    from broker.matching.queue import MatchError
 
     with open_store(settings) as store:
         sessions = store.sessions
@@ -160,7 +160,7 @@ def _act(settings: Settings, action) -> int:
 
 
 def _link(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import link_match
+    from broker.matching.review import link_match
 
     def action(session) -> str:
         merge = link_match(session, args.id, _actor(args))
@@ -172,7 +172,7 @@ def _link(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dismiss(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import dismiss_match
+    from broker.matching.review import dismiss_match
 
     def action(session) -> str:
         dismiss_match(session, args.id, _actor(args))
@@ -181,7 +181,7 @@ def _dismiss(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.store.matches import unmerge_patient
+    from broker.matching.review import unmerge_patient
 
     def action(session) -> str:
         merge = unmerge_patient(session, args.id, _actor(args))

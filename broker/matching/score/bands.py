@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from broker.matching.compare import Comparison, FieldScore, compare
-from broker.matching.normalize import Profile
+from broker.matching.score.compare import Comparison, FieldScore, compare
+from broker.matching.score.normalize import Profile
 
 IDENTIFIER_MATCH_POINTS = 10.0
 IDENTIFIER_CONFLICT_POINTS = -5.0

@@ -6,8 +6,8 @@ keys that do not say which name is which.
 """
 from __future__ import annotations
 
-from broker.matching.normalize import NamePart, Profile
-from broker.matching.phonetic import soundex
+from broker.matching.score.normalize import NamePart, Profile
+from broker.matching.score.phonetic import soundex
 
 
 def _family_codes(part: NamePart) -> set[str]:

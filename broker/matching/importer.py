@@ -2,8 +2,9 @@
 
 Header: identifier,issuer,family_name,given_name,birth_date,sex,address,phone. A bad row is
 reported with its line number and reason and the rest are imported. A row whose identifier is
-already known goes through upsert_patient like any update (so conflicts are flagged); new rows
-are inserted in batches with their identifiers and blocking keys. Duplicates among the imported
+already known goes through upsert_patient like any update (so conflicts are flagged) unless its
+demographics are unchanged; new rows are inserted in batches with their identifiers and blocking
+keys, one transaction per batch. Duplicates among the imported
 patients are found afterwards by `broker patients scan`.
 """
 from __future__ import annotations
@@ -11,18 +12,18 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import utcnow
 from broker.domain.records import Identifier, PatientRecord, PersonName
-from broker.matching import block_keys, profile
-from broker.matching.normalize import birth_date as parse_birth_date
+from broker.matching.score import block_keys, profile
+from broker.matching.score.normalize import birth_date as parse_birth_date
 from broker.store.audit import record_event
 from broker.store.models import Patient, PatientBlockKey, PatientIdentifier
-from broker.store.patients import upsert_patient
+from broker.store.patients import DEMOGRAPHIC_FIELDS, demographic_values, upsert_patient
 
 COLUMNS = ("identifier", "issuer", "family_name", "given_name", "birth_date", "sex", "address", "phone")
 LIMITS = {"identifier": 64, "issuer": 64, "family_name": 64, "given_name": 64, "address": 255,
@@ -134,33 +135,45 @@ def import_csv(sessions: sessionmaker[Session], path: Path, actor: str = "import
 def _import_batch(sessions: sessionmaker[Session], batch: list[tuple[int, PatientRecord]],
                   report: ImportReport) -> None:
     with sessions.begin() as session:
-        pairs = [(r.primary.value, r.primary.issuer) for _, r in batch]
-        known = set(session.execute(
-            select(PatientIdentifier.value, PatientIdentifier.issuer)
-            .where(tuple_(PatientIdentifier.value, PatientIdentifier.issuer).in_(pairs))).all())
-        new = [r for _, r in batch if (r.primary.value, r.primary.issuer) not in known]
+        known = _known_demographics(session, [r for _, r in batch])
+        new = []
         for _, record in batch:
-            if (record.primary.value, record.primary.issuer) in known:
+            key = (record.primary.value, record.primary.issuer)
+            if key not in known:
+                new.append(record)
+                continue
+            report.updated += 1
+            # Unchanged (the usual case when a file is imported again): upsert_patient would
+            # find the patient and write nothing, so it is not asked.
+            if known[key] != demographic_values(record):
                 upsert_patient(session, record, source="import")
-                report.updated += 1
         if new:
             _bulk_insert(session, new)
             report.created += len(new)
 
 
+def _known_demographics(session: Session, records: list[PatientRecord]) -> dict[tuple[str, str], Any]:
+    """For each record whose identifier is known: the demographics of its live holder, or None
+    when the holder was merged away (upsert_patient follows the merge)."""
+    pairs = [(r.primary.value, r.primary.issuer) for r in records]
+    columns = [getattr(Patient, c) for c in DEMOGRAPHIC_FIELDS]
+    rows = session.execute(
+        select(PatientIdentifier.value, PatientIdentifier.issuer, Patient.merged_into_id, *columns)
+        .join(Patient, Patient.id == PatientIdentifier.patient_id)
+        .where(tuple_(PatientIdentifier.value, PatientIdentifier.issuer).in_(pairs)))
+    return {(r[0], r[1]): None if r[2] is not None else dict(zip(DEMOGRAPHIC_FIELDS, r[3:]))
+            for r in rows}
+
+
 def _bulk_insert(session: Session, records: list[PatientRecord]) -> None:
-    # Core executemany on the session's connection: the ORM's per-row bookkeeping is most of
+    # Core executemany on the tables: the ORM's per-row bookkeeping (bulk or not) is most of
     # the cost of a large import, and none of these rows is needed as an object afterwards.
     now = utcnow()
-    rows = [{"name": r.name.dicom(), "family_name": r.name.family, "given_name": r.name.given,
-             "middle_name": "", "name_prefix": "", "name_suffix": "",
-             "name_key": r.name.alphabetic().upper(), "birth_date": r.birth_date, "sex": r.sex,
-             "address": r.address, "phone": r.phone, "extra": {}, "created_at": now,
-             "updated_at": now} for r in records]
-    conn = session.connection()
-    table = Patient.__table__
-    ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                       rows).scalars().all()
+    patients = Patient.__table__
+    rows = [{**demographic_values(r), "extra": {}, "created_at": now, "updated_at": now}
+            for r in records]
+    ids = session.execute(insert(patients).returning(patients.c.id, sort_by_parameter_order=True),
+                          rows).scalars().all()
     idents, keys = [], []
     for pid, r in zip(ids, records):
         ident = r.primary
@@ -169,6 +182,6 @@ def _bulk_insert(session: Session, records: list[PatientRecord]) -> None:
         prof = profile(r.name.family, r.name.given, r.birth_date, r.sex, r.address, r.phone,
                        [(ident.value, ident.issuer)])
         keys.extend({"patient_id": pid, "key": k} for k in block_keys(prof))
-    conn.execute(insert(PatientIdentifier.__table__), idents)
+    session.execute(insert(PatientIdentifier.__table__), idents)
     keys.sort(key=lambda row: row["key"])  # index pages fill in order: far fewer page writes
-    conn.execute(insert(PatientBlockKey.__table__), keys)
+    session.execute(insert(PatientBlockKey.__table__), keys)

@@ -4,9 +4,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from broker.config import MatchingSettings
-from broker.reconcile.importer import import_csv
-from broker.reconcile.scan import scan
-from broker.store.matches import dismiss_match, list_matches
+from broker.matching.importer import import_csv
+from broker.matching.queue import list_matches
+from broker.matching.review import dismiss_match
+from broker.matching.scan import scan
 from broker.store.models import AuditEvent, PatientBlockKey
 
 CSV = """identifier,issuer,family_name,given_name,birth_date,sex,address,phone

@@ -1,7 +1,9 @@
-"""The review queue of possible duplicate patients, and what an admin does with an entry.
+"""The review queue of possible duplicate patients: its entries and how they are listed.
 
-Functions shared by the CLI and (later) the web UI: list, link (a merge), dismiss (the pair is
-remembered as two people), unmerge. Every action writes an audit event.
+Entries are written by the intake (conflicts, identifiers held by two patients), by the deferred
+candidate search and by the scan; broker.matching.review holds what an admin does with one.
+Every entry written is an audit event. Imports nothing of broker.store.patients (which writes
+entries through this module).
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from broker.clock import utcnow
-from broker.matching import Comparison, Verdict
+from broker.matching.score import Comparison, Verdict
 from broker.store.audit import record_event
-from broker.store.merge import MergeError, merge_patients, unmerge_patients
+from broker.store.merge import merge_patients, surviving
 from broker.store.models import MatchCandidate, Patient, PatientMerge
 
 OPEN, LINKED, DISMISSED = "OPEN", "LINKED", "DISMISSED"
@@ -61,7 +63,7 @@ def auto_link(session: Session, survivor_id: int, merged_id: int, verdict: Verdi
         existing.reason = f"automatic: {verdict.reason}"[:255]
         existing.total_score = verdict.comparison.total
         existing.field_scores = verdict.comparison.explain()
-        _link(session, existing, SYSTEM_ACTOR)
+        link_pair(session, existing, SYSTEM_ACTOR)
         return existing
     entry = MatchCandidate(
         incoming_patient_id=merged_id, candidate_patient_id=survivor_id,
@@ -69,7 +71,7 @@ def auto_link(session: Session, survivor_id: int, merged_id: int, verdict: Verdi
         reason=f"automatic: {verdict.reason}"[:255], source=source, status=OPEN, kind="duplicate")
     session.add(entry)
     session.flush()
-    _link(session, entry, SYSTEM_ACTOR)
+    link_pair(session, entry, SYSTEM_ACTOR)
     return entry
 
 
@@ -157,82 +159,24 @@ def list_matches(session: Session, status: str | None = OPEN, limit: int = 100,
     return [view(session, e) for e in session.scalars(query.limit(limit).offset(offset))]
 
 
-def _open_entry(session: Session, match_id: int) -> MatchCandidate:
-    entry = session.get(MatchCandidate, match_id)
-    if entry is None:
-        raise MatchError(f"no match #{match_id}")
-    if entry.status != OPEN:
-        raise MatchError(f"match #{match_id} is {entry.status.lower()} "
-                         f"(by {entry.resolved_by or '?'} at {entry.resolved_at:%Y-%m-%d %H:%M})")
-    return entry
-
-
-def _resolve(entry: MatchCandidate, status: str, actor: str) -> None:
+def resolve(entry: MatchCandidate, status: str, actor: str) -> None:
+    """Mark an entry resolved by `actor` now."""
     entry.status, entry.resolved_by, entry.resolved_at = status, actor, utcnow()
 
 
 def _live(session: Session, patient_id: int) -> int:
-    from broker.store.patients import surviving
     return surviving(session, session.get(Patient, patient_id)).id
 
 
-def _link(session: Session, entry: MatchCandidate, actor: str) -> PatientMerge | None:
+def link_pair(session: Session, entry: MatchCandidate, actor: str) -> PatientMerge | None:
+    """Merge the entry's incoming patient into its candidate (as they are now) and resolve it."""
     survivor, merged = _live(session, entry.candidate_patient_id), _live(session, entry.incoming_patient_id)
     merge = None
     if survivor != merged:
         merge = merge_patients(session, survivor, merged, actor,
                                reason=f"match #{entry.id}: {entry.reason}"[:255])
-    _resolve(entry, LINKED, actor)
+    resolve(entry, LINKED, actor)
     record_event(session, actor, "match.link", "match_candidate", entry.id,
                  survivor_id=survivor, merged_id=merged, merge_id=merge.id if merge else None)
-    session.flush()
-    return merge
-
-
-def link_match(session: Session, match_id: int, actor: str) -> PatientMerge | None:
-    """Accept an open entry: merge the incoming patient into the candidate (or, for a conflict,
-    apply the incoming demographics). Returns the merge, if one was made."""
-    entry = _open_entry(session, match_id)
-    if entry.kind == "conflict":
-        from broker.store.patients import accept_demographics
-        accept_demographics(session, entry.candidate_patient_id, entry.incoming or {})
-        _resolve(entry, LINKED, actor)
-        record_event(session, actor, "match.accept", "match_candidate", entry.id,
-                     patient_id=entry.candidate_patient_id)
-        session.flush()
-        return None
-    try:
-        return _link(session, entry, actor)
-    except MergeError as exc:
-        raise MatchError(f"match #{match_id}: {exc}") from None
-
-
-def dismiss_match(session: Session, match_id: int, actor: str) -> MatchCandidate:
-    """Reject an open entry: the two records are different people and won't be proposed again."""
-    entry = _open_entry(session, match_id)
-    _resolve(entry, DISMISSED, actor)
-    record_event(session, actor, "match.dismiss", "match_candidate", entry.id,
-                 incoming_patient_id=entry.incoming_patient_id,
-                 candidate_patient_id=entry.candidate_patient_id, kind=entry.kind)
-    session.flush()
-    return entry
-
-
-def unmerge_patient(session: Session, patient_id: int, actor: str) -> PatientMerge:
-    """Undo the merge that merged this patient away; its link, if any, becomes a dismissal."""
-    merge_id = session.scalar(select(PatientMerge.id).where(
-        PatientMerge.merged_id == patient_id, PatientMerge.undone_at.is_(None))
-        .order_by(PatientMerge.id.desc()).limit(1))
-    if merge_id is None:
-        raise MatchError(f"patient #{patient_id} is not merged into another patient")
-    try:
-        merge = unmerge_patients(session, merge_id, actor)
-    except MergeError as exc:
-        raise MatchError(str(exc)) from None
-    entry = pair_entry(session, merge.survivor_id, merge.merged_id)
-    if entry is not None and entry.status == LINKED:
-        # Undoing a link says the two records are different people: don't propose them again.
-        _resolve(entry, DISMISSED, actor)
-        record_event(session, actor, "match.unlink", "match_candidate", entry.id, merge_id=merge_id)
     session.flush()
     return merge

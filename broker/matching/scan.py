@@ -1,6 +1,6 @@
 """`broker patients scan`: likely duplicates among all patients, into the review queue.
 
-The scan blocks in memory with the same keys candidate search stores (broker.matching.blocking),
+The scan blocks in memory with the same keys candidate search stores (broker.matching.score.blocking),
 so every pair it scores shares at least one key; oversized blocks (a key shared by thousands of
 patients says nothing) are skipped and counted.
 """
@@ -16,10 +16,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import MatchingSettings
-from broker.matching import Band, Profile, Verdict, block_keys, judge, profile
+from broker.matching.queue import OPEN, SYSTEM_ACTOR, auto_link
+from broker.matching.score import Band, Profile, Verdict, block_keys, judge, profile
+from broker.matching.search import policy_of
 from broker.store.audit import record_event
-from broker.store.blocking import policy_of
-from broker.store.matches import OPEN, SYSTEM_ACTOR, auto_link
 from broker.store.models import AuditEvent, MatchCandidate, Patient, PatientIdentifier
 
 MAX_BLOCK = 1000

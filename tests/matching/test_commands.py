@@ -69,6 +69,18 @@ def test_import_of_known_identifier_updates_and_empty_columns_are_allowed(workdi
             "created": 1, "updated": 1, "rejected": 0}
 
 
+def test_import_of_the_same_file_again_changes_nothing(workdir, capsys):
+    assert _import(workdir, ROWS) == 0
+    with _sessions(workdir)() as session:
+        before = session.execute(select(Patient.id, Patient.updated_at).order_by(Patient.id)).all()
+    capsys.readouterr()
+    assert _import(workdir, ROWS, "again.csv") == 0
+    assert "imported 0 new, updated 5, rejected 0" in capsys.readouterr().out
+    with _sessions(workdir)() as session:
+        assert session.execute(select(Patient.id, Patient.updated_at).order_by(Patient.id)).all() == before
+        assert session.scalars(select(MatchCandidate)).all() == []
+
+
 def test_import_refuses_a_file_without_the_header(workdir, capsys):
     path = workdir / "bad.csv"
     path.write_text("id,name\n1,Smith\n")

@@ -1,0 +1,40 @@
+"""Every page renders for an admin on the demo data, and the viewer sees no admin buttons."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from broker.store.models import InboundMessage, MatchCandidate, Order, Patient
+from tests.admin.seed import load_demo_store
+
+
+@pytest.fixture
+def demo(sessions):
+    load_demo_store(sessions)
+    with sessions() as session:
+        return {"order": session.scalar(select(Order.id).limit(1)),
+                "patient": session.scalar(select(Patient.id).limit(1)),
+                "failed": session.scalar(select(InboundMessage.id)
+                                         .where(InboundMessage.status == "FAILED")),
+                "match": session.scalar(select(MatchCandidate.id))}
+
+
+def test_every_page_renders(admin, demo):
+    for path in ["/", "/worklist", "/matches", "/matches?filter=all", "/messages",
+                 f"/messages/{demo['failed']}", f"/orders/{demo['order']}",
+                 f"/patients/{demo['patient']}", f"/matches/{demo['match']}/link", "/outbox",
+                 "/audit", "/users", "/bench", "/metrics", "/api/v1/openapi.json"]:
+        response = admin.get(path)
+        assert response.status_code == 200, (path, response.get_data(as_text=True)[:2000])
+
+
+def test_the_queue_shows_both_records_with_points_and_buttons(admin, demo):
+    page = admin.get("/matches").get_data(as_text=True)
+    assert "Smith" in page and "Jonh" in page and "one letter differs" in page
+    assert ">Link</button>" in page and ">Dismiss</button>" in page
+
+
+def test_the_failed_message_page_offers_reprocess(admin, demo):
+    page = admin.get(f"/messages/{demo['failed']}").get_data(as_text=True)
+    assert "PID-5" in page and "Patient Name" in page and "is not known" in page
+    assert ">Reprocess</button>" in page

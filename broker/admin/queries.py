@@ -80,10 +80,13 @@ def _step_conditions(session: Session, wanted: WorklistFilter) -> list[Any]:
 def _searched_orders(text: str):
     """Orders whose accession is `text`, or whose patient's ID is it or whose name starts so."""
     text = text.strip()
+    # A LIMIT inside a compound SELECT must sit in a subquery of its own (SQLite's grammar).
+    by_name = select(Patient.id).where(match_string(
+        Patient.name_key, text.replace("*", "") + "*", upper=True, index_prefix=True)).limit(500)
+    by_name_ids = by_name.subquery()
     patients = union(
         select(PatientIdentifier.patient_id).where(PatientIdentifier.value == text),
-        select(Patient.id).where(match_string(Patient.name_key, text.replace("*", "") + "*",
-                                              upper=True, index_prefix=True)).limit(500))
+        select(by_name_ids.c.id))
     return union(select(Order.id).where(Order.accession_number == text),
                  select(Order.id).where(Order.patient_id.in_(patients)))
 

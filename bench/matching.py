@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select, text  # noqa: E402
+from sqlalchemy import insert, select  # noqa: E402
 
 from broker.config import MatchingSettings  # noqa: E402
 from broker.domain.records import Identifier, PatientRecord, PersonName  # noqa: E402
@@ -189,7 +189,6 @@ def build_population(path: Path, count: int) -> None:
     gen = Generator(seed=11)
     batch = 50000
     with engine.begin() as conn:
-        conn.execute(text("PRAGMA synchronous=OFF"))
         for start in range(0, count, batch):
             people = gen.people(min(batch, count - start))
             patients, idents, keys = [], [], []

@@ -129,7 +129,7 @@ class UidSettings:
 
 @dataclass(frozen=True)
 class MatchingSettings:
-    # Patient identity reconciliation (broker.matching). Scores are points: see matching/compare.py.
+    # Patient identity reconciliation (broker.matching). Scores are points: see matching/score/compare.py.
     enabled: bool = True
     # A pair scoring at least this goes to the review queue.
     review_threshold: float = 8.0

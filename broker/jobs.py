@@ -1,5 +1,5 @@
-"""APScheduler jobs that run inside `broker serve`: MPPS forwarding, worklist housekeeping, and
-SQLite's WAL checkpoint."""
+"""APScheduler jobs that run inside `broker serve`: new patients' candidate searches, MPPS
+forwarding, worklist housekeeping, and SQLite's WAL checkpoint."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import local_now, utcnow
 from broker.config import Settings
-from broker.store.db import is_sqlite
+from broker.matching.searches import run_pending_searches
+from broker.store.db import is_sqlite, read_only_sessions
 from broker.store.housekeeping import cancel_stale_steps, purge_finished
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ def build_scheduler(settings: Settings, engine: Engine,
     if is_sqlite(engine):
         scheduler.add_job(checkpoint_wal, "interval", minutes=10, args=[engine],
                           id="sqlite-wal-checkpoint")
+    # Every process runs it: rows are claimed, so several processes share the work.
+    scheduler.add_job(run_pending_searches, "interval", seconds=1, id="patient-searches",
+                      args=[sessions, settings.matching, 100, read_only_sessions(engine)])
     if settings.mpps.forward_to:
         from broker.dicom.forward import forward_due
         scheduler.add_job(forward_due, "interval", seconds=settings.mpps.forward_interval_seconds,

@@ -23,7 +23,7 @@ from broker.hl7.orders import OrderPolicy, order_groups, read_orders
 from broker.mapping.site import SiteMappings, load_site_mappings
 from broker.resources import mappings_dir
 from broker.store.orders import (
-    UnknownOrder, apply_event, change_order, create_order, existing_order,
+    UnknownOrder, apply_event, change_order, existing_order, store_order,
 )
 
 _EVENTS = {"CA": StepEvent.CANCEL, "DC": StepEvent.CANCEL, "HD": StepEvent.HOLD,
@@ -59,8 +59,8 @@ def handle_order(session: Session, msg: Message, message_id: int, ctx: IntakeCon
 def _apply(session: Session, msg: Message, control: str, request: OrderRequest, message_id: int,
            ctx: IntakeContext) -> None:
     if control == "NW":  # a taken placer or accession number: OrderConflict
-        create_order(session, request, ctx.new_uid, source_channel="hl7",
-                     source_message_id=message_id)
+        store_order(session, request, ctx.new_uid, source_channel="hl7",
+                    source_message_id=message_id)
         return
     order = existing_order(session, request.placer_order_number, request.placer_issuer)
     if control == "XO":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 import getpass
 import json
 import sys
@@ -11,12 +12,13 @@ from broker.config import Settings
 from broker.store.runtime import open_store
 
 
-def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(add_parser: Callable[..., argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
     """Add the `patients` and `matches` command groups to the broker's parser."""
     actor = argparse.ArgumentParser(add_help=False)
     actor.add_argument("--actor", default=None, help="name written to the audit log "
                                                      "(default: the login name)")
-    patients = commands.add_parser("patients", parents=[common], help="patient records",
+    patients = add_parser("patients", parents=[common], help="patient records",
                                    description="Import patients, find duplicates, undo merges.")
     sub = patients.add_subparsers(title="commands", metavar="COMMAND")
     imp = sub.add_parser("import", parents=[common], help="import patients from a CSV file",
@@ -37,7 +39,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     unmerge.add_argument("id", type=int, metavar="ID", help="the merged (not surviving) patient")
     unmerge.set_defaults(run=_unmerge)
 
-    matches = commands.add_parser("matches", parents=[common], help="the duplicate review queue",
+    matches = add_parser("matches", parents=[common], help="the duplicate review queue",
                                   description="List and resolve possible duplicate patients.")
     msub = matches.add_subparsers(title="commands", metavar="COMMAND")
     listing = msub.add_parser("list", parents=[common], help="list queue entries")

@@ -7,7 +7,8 @@ transaction as those entries: a search is done exactly once, or not yet.
 A run has two phases. Scoring reads only (on SQLite it holds no write lock, so HL7 commits are
 not kept waiting); the writes then take one short transaction for the batch. Several broker
 processes may share the table on PostgreSQL: a row is claimed with FOR UPDATE SKIP LOCKED before
-anything is written for it, and one already claimed or gone is skipped.
+anything is written for it, and one already claimed or gone is skipped. So every process may
+run the job (every second or so) without a lock of its own.
 """
 from __future__ import annotations
 
@@ -41,11 +42,15 @@ class _Outcome:
 
 
 def run_pending_searches(sessions: sessionmaker[Session], settings: MatchingSettings,
-                         limit: int = 100) -> int:
-    """Run up to `limit` pending candidate searches; returns how many were completed."""
+                         limit: int = 100,
+                         read_sessions: sessionmaker[Session] | None = None) -> int:
+    """Run up to `limit` pending candidate searches; returns how many were completed.
+
+    `read_sessions` serve the scoring phase: on SQLite pass broker.store.db.read_only_sessions,
+    so the scoring holds no write lock."""
     if not settings.enabled:
-        return 0
-    outcomes = _score_pending(sessions, settings, limit)
+        return 0  # rows written before matching was turned off wait until it is on again
+    outcomes = _score_pending(read_sessions or sessions, settings, limit)
     if not outcomes:
         return 0
     return _write_outcomes(sessions, settings, outcomes)

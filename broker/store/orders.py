@@ -69,19 +69,24 @@ def order_conflict(session: Session, request: OrderRequest) -> str | None:
     return f"accession number {request.accession_number} is already used"
 
 
-def create_order(session: Session, request: OrderRequest, new_uid: Callable[[], str],
-                 source_channel: str = "", source_message_id: int | None = None) -> Order:
-    """Store a new order with its patient, procedures and steps; OrderConflict (and nothing
-    written) when its placer order or accession number is taken."""
+def store_order(session: Session, request: OrderRequest, new_uid: Callable[[], str],
+                source_channel: str = "", source_message_id: int | None = None) -> int:
+    """Store a new order with its patient, procedures and steps; its id. OrderConflict (and
+    nothing written) when its placer order or accession number is taken."""
     conflict = order_conflict(session, request)
     if conflict:
         raise OrderConflict(conflict)
     # The patient's pending search names where the patient came from (the queue shows it).
     patient = upsert_patient(session, request.patient, source=source_channel or "hl7")
     session.flush()
-    order_id = insert_order(session, request, patient.id, new_uid, source_channel,
-                            source_message_id)
-    return session.get(Order, order_id)
+    return insert_order(session, request, patient.id, new_uid, source_channel, source_message_id)
+
+
+def create_order(session: Session, request: OrderRequest, new_uid: Callable[[], str],
+                 source_channel: str = "", source_message_id: int | None = None) -> Order:
+    """store_order, returning the stored Order for callers that go on with it."""
+    return session.get(Order, store_order(session, request, new_uid, source_channel,
+                                          source_message_id))
 
 
 # Built once: the intake runs them for every new order.

@@ -173,10 +173,12 @@ def upsert_patient(session: Session, record: PatientRecord, *, source: str = "hl
 
 
 def _create(session: Session, record: PatientRecord, active: bool, source: str) -> Patient:
-    patient = Patient()
+    # None of the record's identifiers is held by anyone (upsert_patient looked): all are new.
+    identifiers = {(i.value, i.issuer): i for i in record.identifiers if i.value}
+    patient = Patient(**demographic_values(record), identifiers=[
+        PatientIdentifier(value=i.value, issuer=i.issuer, type_code=i.type_code)
+        for i in identifiers.values()])
     session.add(patient)
-    apply_demographics(patient, record)
-    add_missing_identifiers(session, patient, record)
     session.flush()
     keys = sorted(block_keys(patient_profile(patient)))
     if keys:

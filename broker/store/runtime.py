@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import Settings
-from broker.store.blocking import configure_matching
+from broker.store.patients import configure_matching
 from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
 

@@ -64,7 +64,7 @@ def test_a_bug_in_a_handler_is_answered_ae_and_logged_with_its_stored_row(intake
                                                                          monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
-    monkeypatch.setattr("broker.hl7.handlers.create_order", broken)
+    monkeypatch.setattr("broker.hl7.handlers.store_order", broken)
     caplog.set_level(logging.ERROR)
     outcome = IntakeWriter(intake).start().submit(_order(1), "peer").result(30)
     assert outcome.code == "AE" and "internal error" in parse(outcome.ack).get("MSA", 3)

@@ -5,7 +5,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Blueprint, Flask
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,5 +43,14 @@ def create_app(session_factory: sessionmaker[Session], config: dict[str, Any] | 
     csrf.exempt(api_actions.bp)
     csrf.exempt(metrics.bp)
     app.extensions["broker.csrf"] = csrf
+    app.extensions["broker.public_blueprints"] = set()
     auth.install(app)
     return app
+
+
+def register_public_blueprint(app: Flask, blueprint: Blueprint) -> None:
+    """Add a blueprint that machines call with their own credentials (the FHIR notification
+    endpoint checks its shared secret): no sign-in and no CSRF token asked of it."""
+    app.register_blueprint(blueprint)
+    app.extensions["broker.csrf"].exempt(blueprint)
+    app.extensions["broker.public_blueprints"].add(blueprint.name)

@@ -154,6 +154,8 @@ def require_login() -> Any:
     """Every endpoint but the public ones needs a session, or a bearer token for the API."""
     if request.endpoint in PUBLIC or request.endpoint is None:
         return None
+    if request.blueprint in current_app.extensions["broker.public_blueprints"]:
+        return None
     machine = request.path.startswith("/api/") or request.path == "/metrics"
     principal = (_from_token() if machine else None) or _from_session()
     if principal is None:

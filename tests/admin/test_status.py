@@ -50,3 +50,14 @@ def test_every_other_page_sends_a_stranger_to_the_login(sessions):
         assert response.status_code == 302 and response.location.startswith("/login")
     assert client.get("/api/v1/worklist").status_code == 401
     assert client.get("/metrics").status_code == 401
+
+
+def test_a_public_blueprint_is_served_without_sign_in_or_csrf_token(sessions):
+    from flask import Blueprint
+
+    from broker.admin import register_public_blueprint
+    hook = Blueprint("hook", __name__)
+    hook.add_url_rule("/fhir/notify", "notify", lambda: ("", 204), methods=["POST"])
+    app = create_app(sessions)
+    register_public_blueprint(app, hook)
+    assert app.test_client().post("/fhir/notify", json={}).status_code == 204

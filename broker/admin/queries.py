@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from broker.dicom.matching import match_string
 from broker.domain.lifecycle import StepStatus
 from broker.store.models import (
-    AuditEvent, InboundMessage, Order, Patient, PatientIdentifier, PatientMerge, PerformedStep,
-    PerformedStepLink, RequestedProcedure, ScheduledStep, StepStationAE,
+    AuditEvent, InboundMessage, Notification, Order, Patient, PatientIdentifier, PatientMerge,
+    PerformedStep, PerformedStepLink, RequestedProcedure, ScheduledStep, StepStationAE,
 )
 
 ALL_STATUSES = [s.value for s in StepStatus]
@@ -149,7 +149,8 @@ def order_detail(session: Session, order_id: int) -> dict[str, Any] | None:
 
 
 def timeline(session: Session, order: Order) -> list[dict[str, Any]]:
-    """Everything that happened to the order, oldest first: its message, MPPS, changes."""
+    """Everything that happened to the order, oldest first: its message, MPPS, state changes
+    with who made them, notifications out."""
     events: list[dict[str, Any]] = []
     if order.source_message_id:
         message = session.get(InboundMessage, order.source_message_id)
@@ -158,15 +159,23 @@ def timeline(session: Session, order: Order) -> list[dict[str, Any]]:
                            f"{message.message_type} received ({message.status})",
                            "who": message.sender, "message_id": message.id})
     step_ids = [s.id for p in order.procedures for s in p.steps]
+    keys = [f"order:{order.id}"]
     if step_ids:
         # Plain columns: DISTINCT over the JSON dataset column is refused by PostgreSQL.
         for mpps in session.execute(select(
                 PerformedStep.id, PerformedStep.status, PerformedStep.created_at,
-                PerformedStep.calling_ae_title, PerformedStep.station_ae_title).join(
+                PerformedStep.calling_ae_title, PerformedStep.station_ae_title,
+                PerformedStep.sop_instance_uid).join(
                 PerformedStepLink, PerformedStepLink.performed_step_id == PerformedStep.id)
                 .where(PerformedStepLink.scheduled_step_id.in_(step_ids)).distinct()):
             events.append({"at": mpps.created_at, "what": f"MPPS {mpps.status}",
                            "who": mpps.calling_ae_title or mpps.station_ae_title})
+            keys.append(f"mpps:{mpps.sop_instance_uid}")
+    # Notifications out: those keyed to this order or to one of its MPPS (the outbox orders
+    # deliveries by that key, so it names what they are about).
+    for note in session.scalars(select(Notification).where(Notification.ordering_key.in_(keys))):
+        events.append({"at": note.created_at, "what": f"{note.kind} to {note.destination}: "
+                       f"{note.status.lower()}", "who": "outbox"})
     for event in session.scalars(select(AuditEvent).where(
             AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order.id))
             .order_by(AuditEvent.id)):

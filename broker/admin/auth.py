@@ -16,6 +16,7 @@ from flask import (
     session, url_for,
 )
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
 
 from broker.admin import CSP
 from broker.admin.accounts import authenticate, token_holder
@@ -131,7 +132,7 @@ def _from_session() -> Principal | None:
     if not name:
         return None
     with sessions()() as db:
-        user = db.query(User).filter_by(username=name).one_or_none()
+        user = db.scalar(select(User).where(User.username == name))
         # A disabled or removed account loses its open sessions at once.
         if user is None or user.disabled:
             return None

@@ -4,7 +4,10 @@ get. Reads the message and the mappings only; nothing is stored."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+from broker.domain.records import OrderRequest, ProcedureRequest, StepRequest
 
 from broker.hl7 import ack
 from broker.hl7.fields import FieldError
@@ -74,7 +77,7 @@ class _Sources:
         return f"{address} ({mapping_line(self.folder, self.mappings, name, self.version, overridden)})"
 
 
-def _dicom_date(value) -> tuple[str, str]:
+def _dicom_date(value: datetime | None) -> tuple[str, str]:
     return (value.strftime("%Y%m%d"), value.strftime("%H%M%S")) if value else ("", "")
 
 
@@ -109,7 +112,9 @@ def try_order(text: str, ctx: IntakeContext, folder: Path) -> BenchResult:
     return result
 
 
-def _attributes(msg, ctx, folder, control, request, proc, step, group, ipc) -> list[Attribute]:
+def _attributes(msg: Message, ctx: IntakeContext, folder: Path, control: str,
+                request: OrderRequest, proc: ProcedureRequest, step: StepRequest,
+                group: OrderGroup | None, ipc: list[str] | None) -> list[Attribute]:
     src = _Sources(msg, ctx, folder, group, ipc)
     patient = request.patient
     definition = ctx.mappings.procedures.get(proc.code_value)

@@ -75,7 +75,7 @@ def index():
                                 {"rows": [depth.get(s, 0) for s in ("PENDING", "FAILED", "DEAD")]},
                                 width=200)
     return render_template(
-        "dashboard.html", listeners=current_app.config.get("BROKER_LISTENERS", []), today=today,
+        "index.html", listeners=current_app.config.get("BROKER_LISTENERS", []), today=today,
         worklist_chart=worklist_chart, steps_today=sum(by_step.values()),
         message_chart=stacked_bars(hours, series, label_every=3),
         messages_24h=sum(sum(v) for v in series.values()), outbox_chart=outbox_chart,

@@ -5,6 +5,8 @@ Loads N scheduled steps (default 1,000, 10,000 and 100,000) into a fresh store, 
 runs DCMTK's /usr/bin/findscu (a new association and process per query, as scanners do) for four
 typical query shapes and prints median and p95 latency, the ratio wlmscpfs/broker, the broker's
 growth from the smallest to the largest size, the broker's RSS, and the SQL query plans.
+Last, the broker's TCP_QUICKACK re-arming (broker/dicom/scp.py) on and off in the same run, for
+findscu as it ships (Nagle on) and with DCMTK's TCP_NODELAY=1.
 
     .venv/bin/python bench/mwl_query.py            # full run (several minutes)
     .venv/bin/python bench/mwl_query.py --quick    # seconds: proves the bench works
@@ -30,14 +32,16 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import evt
 from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from broker.config import WorklistSettings  # noqa: E402
+from broker.config import DicomSettings, WorklistSettings  # noqa: E402
+from broker.dicom.scp import QUICKACK, rearm_quickack, start_dicom_server  # noqa: E402
 from broker.dicom.worklist import QueryContext, build_query  # noqa: E402
-from broker.store.db import make_engine  # noqa: E402
+from broker.store.db import make_engine, make_session_factory  # noqa: E402
 from broker.store.migrate import upgrade  # noqa: E402
 from broker.store.models import (  # noqa: E402
     Order, Patient, PatientIdentifier, RequestedProcedure, ScheduledStep, StepStationAE,
@@ -202,7 +206,8 @@ def query_shapes(items: list[Item], today: date) -> dict[str, list[str]]:
     }
 
 
-def run_findscu(port: int, keys: list[str], out: Path | None = None) -> float:
+def run_findscu(port: int, keys: list[str], out: Path | None = None,
+                env: dict[str, str] | None = None) -> float:
     """One query in a new findscu process; returns the wall time in seconds."""
     args = [FINDSCU, "-W", "-aec", "BENCH", "-aet", "SCANNER"]
     if out is not None:
@@ -211,7 +216,7 @@ def run_findscu(port: int, keys: list[str], out: Path | None = None) -> float:
         if not any(key.split("=")[0] == k.split("=")[0] for k in keys) or "=" in key:
             args += ["-k", key]
     started = time.perf_counter()
-    result = subprocess.run(args + ["127.0.0.1", str(port)], capture_output=True)
+    result = subprocess.run(args + ["127.0.0.1", str(port)], capture_output=True, env=env)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"findscu failed: {result.stderr.decode(errors='replace')}")
@@ -224,9 +229,10 @@ def count_answers(port: int, keys: list[str]) -> int:
         return len(list(Path(out).glob("rsp*.dcm")))
 
 
-def measure(port: int, keys: list[str], reps: int) -> tuple[float, float]:
-    run_findscu(port, keys)  # warm-up: caches, first-query plan
-    times = sorted(run_findscu(port, keys) for _ in range(reps))
+def measure(port: int, keys: list[str], reps: int,
+            env: dict[str, str] | None = None) -> tuple[float, float]:
+    run_findscu(port, keys, env=env)  # warm-up: caches, first-query plan
+    times = sorted(run_findscu(port, keys, env=env) for _ in range(reps))
     p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
     return statistics.median(times), p95
 
@@ -322,6 +328,43 @@ def run_size(count: int, args: argparse.Namespace, workdir: Path, today: date) -
     return results
 
 
+def compare_quickack(url: str, keys: list[str], reps: int, rounds: int) -> None:
+    """findscu latency against the broker's DICOM server with and without TCP_QUICKACK.
+
+    Both servers run in this process on the same store and differ only in the EVT_DATA_SENT
+    handler; rounds alternate them so load from other work falls on both alike.
+    """
+    if QUICKACK is None:
+        print("\n== TCP_QUICKACK: not on this platform")
+        return
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    clients = {"findscu": None, "findscu TCP_NODELAY=1": dict(os.environ, TCP_NODELAY="1")}
+    medians: dict[tuple[str, bool], list[float]] = {}
+    for _ in range(rounds):
+        for quickack in (True, False):
+            server = start_dicom_server(DicomSettings(ae_title="BENCH", port=0),
+                                        WorklistSettings(), sessions)
+            if not quickack:
+                server.unbind(evt.EVT_DATA_SENT, rearm_quickack)
+            try:
+                port = server.server_address[1]
+                for client, env in clients.items():
+                    median, _ = measure(port, keys, reps, env)
+                    medians.setdefault((client, quickack), []).append(median)
+            finally:
+                server.shutdown()
+    engine.dispose()
+    print(f"\n== TCP_QUICKACK on the broker's association sockets: median of {rounds} rounds "
+          f"x {reps} queries, same run")
+    print(f"   {'client':22} {'with':>9} {'without':>9} {'without/with':>13}")
+    for client in clients:
+        with_ = statistics.median(medians[(client, True)])
+        without = statistics.median(medians[(client, False)])
+        print(f"   {client:22} {with_ * 1000:6.1f} ms {without * 1000:6.1f} ms "
+              f"{without / with_:12.2f}x")
+
+
 def reset_postgres(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -344,9 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wlmscpfs-max", type=int, default=100_000,
                         help="largest size also served by wlmscpfs")
     parser.add_argument("--explain", action="store_true", help="print plans at every size")
+    parser.add_argument("--quickack-rounds", type=int, default=5,
+                        help="alternating rounds of the TCP_QUICKACK comparison (0: skip it)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.reps = [200, 400], 2
+        args.sizes, args.reps, args.quickack_rounds = [200, 400], 2, 1
     for tool in (FINDSCU,) + (() if args.no_wlmscpfs else (WLMSCPFS,)):
         if not Path(tool).exists():
             print(f"{tool} is missing: install the Debian package dcmtk", file=sys.stderr)
@@ -365,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
             args.database_url = server.create_database("mwl_bench")
             print(f"store: PostgreSQL at {args.database_url}")
         results = {count: run_size(count, args, workdir, today) for count in args.sizes}
+        if args.quickack_rounds:  # on the smallest SQLite store, or the PostgreSQL one as left
+            url = args.database_url or f"sqlite:///{workdir / f'n{min(args.sizes)}' / 'broker.db'}"
+            keys = query_shapes(make_items(1, today), today)["today+station"]
+            compare_quickack(url, keys, args.reps, args.quickack_rounds)
     finally:
         if server is not None:
             server.stop()

@@ -18,6 +18,7 @@ from broker.hl7.server import MllpServer
 from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
 from broker.metrics import watch_dicom
+from broker.store.db import read_only_sessions
 from broker.store.migrate import upgrade
 from broker.store.runtime import connect_store
 
@@ -64,8 +65,10 @@ class Broker:
         if self.settings.hl7.enabled:
             self._start_mllp(self.intake)
         if self.settings.dicom.enabled:
+            # Worklist queries only read: on SQLite they never queue behind a writer.
             server = start_dicom_server(self.settings.dicom, self.settings.worklist, self.sessions,
-                                        mpps_settings=self.settings.mpps)
+                                        mpps_settings=self.settings.mpps,
+                                        find_sessions=read_only_sessions(self.engine))
             self.listeners.dicom = server.server_address[:2]
             watch_dicom(server)  # C-FIND and MPPS counts and latency for /metrics
             self._stop_callbacks.append(server.shutdown)

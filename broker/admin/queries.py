@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import Session
 
-from broker.dicom.matching import match_string
+from broker.dicom.query_match import match_string
 from broker.domain.lifecycle import StepStatus
 from broker.store.models import (
     AuditEvent, InboundMessage, Notification, Order, Patient, PatientIdentifier, PatientMerge,

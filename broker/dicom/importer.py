@@ -3,31 +3,49 @@
 Each file is one worklist item (PS3.4 K.6): a patient, an order, a requested procedure and one
 scheduled step per ScheduledProcedureStepSequence item. Everything the file carries is kept: the
 mapped attributes in their columns, the whole dataset as DICOM JSON in scheduled_step.extra.
+
+Files are stored a batch per transaction, each in its own savepoint: one durable commit covers
+many files, and a file that cannot be stored (imported before) undoes only its own rows.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.domain.records import (
     Identifier, OrderRequest, PatientRecord, PersonName, ProcedureRequest, StepRequest,
 )
 from broker.domain.schedule import scheduled_end
+from broker.store.models import RequestedProcedure, ScheduledStep
 from broker.store.orders import OrderConflict, create_order
 
-log = logging.getLogger(__name__)
 SOURCE = "wl-import"
 _STATUSES = {"SCHEDULED", "ARRIVED", "READY", "STARTED", "DEPARTED", "CANCELED", "DISCONTINUED",
              "COMPLETED"}
+# Files per transaction: enough that one durable commit serves many files, few enough that the
+# HL7 intake and MPPS, which share the store's write lock, never wait longer than one batch.
+BATCH_FILES = 250
+
+# The steps create_order wrote for an order, in the order of its step requests.
+_ORDER_STEPS = (select(ScheduledStep.id).join(RequestedProcedure)
+                .where(RequestedProcedure.order_id == bindparam("order_id"))
+                .order_by(ScheduledStep.id))
+# What the file adds to each step: its whole dataset, and its status when it names one the
+# broker knows ("" keeps the status create_order gave).
+_steps = ScheduledStep.__table__
+_STEP_EXTRA = (update(_steps).where(_steps.c.id == bindparam("step")).values(
+    extra=bindparam("extra"),
+    status=func.coalesce(func.nullif(bindparam("status"), ""), _steps.c.status)))
 
 
 class UnreadableFile(ValueError):
@@ -36,6 +54,7 @@ class UnreadableFile(ValueError):
 
 @dataclass
 class ImportReport:
+    """What an import did: counts, and the files it skipped or had imported before."""
     files: int = 0
     patients: set[int] = field(default_factory=set)
     orders: int = 0
@@ -43,6 +62,15 @@ class ImportReport:
     steps: int = 0
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     already: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """One file read: its order request, its dataset as DICOM JSON, each step's status."""
+    path: Path
+    request: OrderRequest
+    dicom_json: dict[str, Any]
+    statuses: tuple[str, ...]  # per ScheduledProcedureStepSequence item; "" when unknown
 
 
 def worklist_files(folder: Path) -> Iterator[Path]:
@@ -53,8 +81,8 @@ def worklist_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def read_item(path: Path) -> Dataset:
-    """The worklist dataset of one file, decoded to Unicode from its own character set."""
+def read_item(path: Path) -> WorklistItem:
+    """The worklist item of one file, its text decoded from the file's own character set."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -64,52 +92,82 @@ def read_item(path: Path) -> Dataset:
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
         raise UnreadableFile(f"not a DICOM file ({exc.__class__.__name__}: {exc})") from None
     try:
-        ds.decode()
-        if "ScheduledProcedureStepSequence" not in ds or not ds.ScheduledProcedureStepSequence:
+        steps = ds.get("ScheduledProcedureStepSequence")
+        if not steps:
             raise UnreadableFile("no ScheduledProcedureStepSequence: not a worklist item")
         if not str(ds.get("PatientID", "") or "") and not ds.get("PatientName"):
             raise UnreadableFile("neither PatientID nor PatientName")
+        # Converting every element (each text in the file's SpecificCharacterSet, PS3.5 6.1)
+        # is also what finds a damaged one, while the file can still be named.
+        dicom_json = ds.to_json_dict(bulk_data_threshold=10**9)
+        request = order_request(ds, path)
     except UnreadableFile:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged element: report the file, keep going
         raise UnreadableFile(f"cannot decode ({exc.__class__.__name__}: {exc})") from None
-    return ds
+    statuses = tuple(_status(sps) for sps in steps)
+    return WorklistItem(path, request, dicom_json, statuses)
 
 
 def import_folder(folder: Path, sessions: sessionmaker[Session], new_uid: Callable[[], str],
                   echo: Callable[[str], None] = print) -> ImportReport:
-    """Import every worklist file below `folder`, one transaction per file."""
+    """Import every worklist file below `folder`, a batch of files per transaction."""
     report = ImportReport()
-    for path in worklist_files(folder):
-        report.files += 1
-        try:
-            ds = read_item(path)
-            with sessions.begin() as session:
-                _store(session, ds, path, new_uid, report)
-        except UnreadableFile as exc:
-            report.skipped.append((path, str(exc)))
-            echo(f"{path}: skipped: {exc}")
-        except OrderConflict as exc:  # imported before: a re-run changes nothing
-            report.already.append(path)
-            echo(f"{path}: already imported ({exc})")
+    for batch in _batches(_read_all(worklist_files(folder), report, echo), BATCH_FILES):
+        with sessions.begin() as session:
+            for item in batch:
+                _store_in_savepoint(session, item, new_uid, report, echo)
     return report
 
 
-def _store(session: Session, ds: Dataset, path: Path, new_uid: Callable[[], str],
-           report: ImportReport) -> None:
-    request = order_request(ds, path)
-    order = create_order(session, request, new_uid, source_channel=SOURCE)
-    dicom_json = ds.to_json_dict(bulk_data_threshold=10**9)
-    for procedure in order.procedures:
-        for step, sps in zip(procedure.steps, ds.ScheduledProcedureStepSequence):
-            step.extra = {"dicom": dicom_json, "source_file": path.name}
-            status = str(sps.get("ScheduledProcedureStepStatus", "") or "").upper()
-            if status in _STATUSES:
-                step.status = status
-            report.steps += 1
-        report.procedures += 1
+def _read_all(paths: Iterable[Path], report: ImportReport,
+              echo: Callable[[str], None]) -> Iterator[WorklistItem]:
+    """The readable files as items; the others are reported as skipped."""
+    for path in paths:
+        report.files += 1
+        try:
+            yield read_item(path)
+        except UnreadableFile as exc:
+            report.skipped.append((path, str(exc)))
+            echo(f"{path}: skipped: {exc}")
+
+
+def _batches(items: Iterable[WorklistItem], size: int) -> Iterator[list[WorklistItem]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _store_in_savepoint(session: Session, item: WorklistItem, new_uid: Callable[[], str],
+                        report: ImportReport, echo: Callable[[str], None]) -> None:
+    """Store one item; an order imported before rolls back this file's rows only."""
+    try:
+        with session.begin_nested():
+            order = create_order(session, item.request, new_uid, source_channel=SOURCE)
+            _add_file_to_steps(session, order.id, item)
+    except OrderConflict as exc:  # imported before: a re-run changes nothing
+        report.already.append(item.path)
+        echo(f"{item.path}: already imported ({exc})")
+        return
     report.orders += 1
-    report.patients.add(order.patient.id)
+    report.patients.add(order.patient_id)
+    report.procedures += len(item.request.procedures)
+    report.steps += sum(len(p.steps) for p in item.request.procedures)
+
+
+def _add_file_to_steps(session: Session, order_id: int, item: WorklistItem) -> None:
+    """Keep the file's dataset with each of the order's steps, and the status it gives."""
+    step_ids = session.scalars(_ORDER_STEPS, {"order_id": order_id}).all()
+    extra = {"dicom": item.dicom_json, "source_file": item.path.name}
+    session.execute(_STEP_EXTRA, [
+        {"step": step_id, "extra": extra, "status": status}
+        for step_id, status in zip(step_ids, item.statuses)])
+
+
+def _status(sps: Dataset) -> str:
+    """The item's ScheduledProcedureStepStatus when the broker knows it, else ""."""
+    status = str(sps.get("ScheduledProcedureStepStatus", "") or "").upper()
+    return status if status in _STATUSES else ""
 
 
 def order_request(ds: Dataset, path: Path) -> OrderRequest:

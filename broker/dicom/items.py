@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterator, Mapping
 
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -78,15 +78,15 @@ class _Extra:
     """The imported file's dataset, parsed on first use only."""
 
     def __init__(self, extra: Mapping[str, Any] | None) -> None:
-        self._json = (extra or {}).get("dicom")
-        self._ds: Dataset | None = None
+        self.dicom_json = (extra or {}).get("dicom")
+        self.dataset: Dataset | None = None
 
     def get(self, keyword: str, sps: bool = False) -> Any:
-        if not self._json:
+        if not self.dicom_json:
             return None
-        if self._ds is None:
-            self._ds = Dataset.from_json(self._json)
-        source = self._ds
+        if self.dataset is None:
+            self.dataset = Dataset.from_json(self.dicom_json)
+        source = self.dataset
         if sps:
             seq = source.get(SPS)
             source = seq[0] if seq else Dataset()
@@ -131,8 +131,10 @@ def build_item(row: Mapping[str, Any], plan: tuple[Key, ...] | Dataset, query_ch
     for tag, vr, value in fields:
         data = encode_value(vr, value, codecs, implicit_vr)
         out[tag] = RawDataElement(Tag(tag), vr, len(data), data, 0, implicit_vr, True)
-    # The values are in the output encoding already: pydicom writes them unchanged.
-    out.set_original_encoding(implicit_vr, True, out._character_set)
+    # The values are in the output encoding already. Recorded as the dataset's original
+    # encoding (as pydicom derives it from SpecificCharacterSet, or its default without one),
+    # they are written unchanged instead of decoded and encoded again.
+    out.set_original_encoding(implicit_vr, True, codecs if charset else default_encoding)
     return out
 
 

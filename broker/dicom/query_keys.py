@@ -11,7 +11,7 @@ import re
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
-from broker.dicom.matching import STATUS_IDENTIFIER_MISMATCH, InvalidQuery
+from broker.dicom.query_match import STATUS_IDENTIFIER_MISMATCH, InvalidQuery
 
 # Longest value per VR (PS3.5 6.2); PN per component group. Ranges double DA/TM/DT.
 _MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "UI": 64,

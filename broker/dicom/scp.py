@@ -18,14 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
-from broker.dicom import find_response, mpps
+from broker.dicom import mpps
 from broker.dicom.items import build_item, compile_plan
-from broker.dicom.matching import STATUS_UNABLE_TO_PROCESS, InvalidQuery
+from broker.dicom.query_match import STATUS_UNABLE_TO_PROCESS, InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
 
 log = logging.getLogger(__name__)
 
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # Explicit, Implicit VR LE
+
+# Linux only: elsewhere the delayed-ACK stall rearm_quickack avoids is left as it is.
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 # PS3.4 C.4.1.1.4 / K.4.1.1.4 C-FIND statuses; the failure ones live with InvalidQuery.
 STATUS_PENDING = 0xFF00
@@ -35,7 +38,6 @@ STATUS_CANCEL = 0xFE00
 def build_ae(settings: DicomSettings) -> AE:
     """An AE offering Verification and MWL FIND as SCP, with the configured limits."""
     quiet_pynetdicom()
-    find_response.install()
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = True
@@ -60,16 +62,24 @@ def quiet_pynetdicom() -> None:
 
 def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
                        session_factory: sessionmaker[Session],
-                       mpps_settings: MppsSettings | None = None) -> ThreadedAssociationServer:
-    """Start serving in background threads; returns the server (its address, shutdown())."""
+                       mpps_settings: MppsSettings | None = None, *,
+                       find_sessions: sessionmaker[Session] | None = None,
+                       ) -> ThreadedAssociationServer:
+    """Start serving in background threads; returns the server (its address, shutdown()).
+
+    `find_sessions` serves worklist queries (a read-only factory, say); MPPS always writes
+    through `session_factory`, which also serves queries when none is given.
+    """
     ae = build_ae(settings)
     handlers = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_C_FIND, handle_find, [session_factory, worklist]),
+        (evt.EVT_C_FIND, handle_find, [find_sessions or session_factory, worklist]),
         (evt.EVT_REJECTED, log_rejected),
         (evt.EVT_ABORTED, log_aborted),
     ]
+    if QUICKACK is not None:
+        handlers.append((evt.EVT_DATA_SENT, rearm_quickack))
     handlers += mpps.bound_handlers(session_factory, mpps_settings or MppsSettings())
     server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers,
                              ssl_context=tls_context(settings))
@@ -104,51 +114,54 @@ def address_filter(allowed: tuple[str, ...]):
 
 
 def set_nodelay(event: evt.Event) -> None:
-    """Disable Nagle and delayed ACKs on the association socket.
+    """EVT_CONN_OPEN: TCP_NODELAY, so our small PDUs leave without waiting for the peer's ACK."""
+    sock = _tcp_socket(event)
+    if sock is not None:
+        _set_option(sock, socket.TCP_NODELAY)
 
-    TCP_NODELAY: our own small PDUs leave at once. TCP_QUICKACK: many scanners (DCMTK among
-    them) write a C-FIND request in several small writes without TCP_NODELAY, so their Nagle
-    holds the rest until we ACK the first write; a delayed ACK adds ~40-60 ms to every query.
-    Linux clears TCP_QUICKACK as it goes, so it is set again after every read.
+
+def rearm_quickack(event: evt.Event) -> None:
+    """EVT_DATA_SENT: acknowledge the peer's next write at once (TCP_QUICKACK).
+
+    Many scanners, DCMTK's findscu among them, write a C-FIND request as several small writes
+    with Nagle's algorithm on: each write after the first waits until we acknowledge the one
+    before. Linux delays that ACK (by 40 ms or more) once we have answered quickly, as it does
+    after every PDU we send; setting TCP_QUICKACK after each send turns that off again
+    (figures in bench/mwl_query.py).
     """
+    sock = _tcp_socket(event)
+    if sock is not None and QUICKACK is not None:
+        _set_option(sock, QUICKACK)
+
+
+def _tcp_socket(event: evt.Event) -> socket.socket | None:
+    """The association's TCP socket, None once it is closed."""
     assoc_socket = event.assoc.dul.socket
-    sock = assoc_socket.socket if assoc_socket else None
-    if sock is None:
-        return
-    _set_option(sock, "TCP_NODELAY")
-    if _set_option(sock, "TCP_QUICKACK"):
-        read = assoc_socket.recv
-
-        def recv_then_quickack(nr_bytes: int) -> bytearray:
-            data = read(nr_bytes)
-            if assoc_socket.socket is not None:
-                _set_option(assoc_socket.socket, "TCP_QUICKACK")
-            return data
-        assoc_socket.recv = recv_then_quickack
+    return assoc_socket.socket if assoc_socket is not None else None
 
 
-def _set_option(sock: socket.socket, option: str) -> bool:
-    """Set a boolean IPPROTO_TCP option when the platform has it; True when set."""
-    if not hasattr(socket, option):
-        return False
+def _set_option(sock: socket.socket, option: int) -> None:
+    """Set a boolean IPPROTO_TCP option; a socket closing under us is no error."""
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), 1)
-        return True
+        sock.setsockopt(socket.IPPROTO_TCP, option, 1)
     except OSError:
-        return False
+        pass
 
 
 def handle_echo(event: evt.Event) -> int:
+    """C-ECHO (PS3.4 A.4): always Success."""
     return 0x0000
 
 
 def log_rejected(event: evt.Event) -> None:
+    """Log a rejected association with the peer and its AE title."""
     requestor = event.assoc.requestor
     log.warning("dicom %s:%s calling %s: association rejected", requestor.address,
                 requestor.port, requestor.ae_title)
 
 
 def log_aborted(event: evt.Event) -> None:
+    """Log an aborted association with the peer and its AE title."""
     requestor = event.assoc.requestor
     log.info("dicom %s:%s calling %s: association aborted", requestor.address, requestor.port,
              requestor.ae_title)

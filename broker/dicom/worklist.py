@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from broker.config import WorklistSettings
-from broker.dicom.matching import (
+from broker.dicom.query_match import (
     InvalidQuery, date_time_bounds, dt_bounds, match_any, match_date_string,
     match_datetime_range, match_string, match_time_of_day,
 )

@@ -4,10 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.bench
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "mwl_query.py"
 
 
-def test_quick_bench_prints_latency_ratio_growth_and_memory():
+def test_quick_bench_prints_latency_ratio_growth_memory_and_quickack():
     result = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -20,5 +23,7 @@ def test_quick_bench_prints_latency_ratio_growth_and_memory():
         assert all(int(answers) > 0 for answers, _ in rows)
         assert re.search(rf"^\s+{re.escape(shape)}\s+[\d.]+x$", out, re.M)  # growth line
     assert len(re.findall(r"broker RSS \d+ MB", out)) == 2
-    assert "USING INDEX" in out  # the query plans were printed
+    assert all(f"plan {shape}:" in out for shape in shapes)  # the query plans were printed
     assert "wlmscpfs answered" not in out  # both servers gave the same number of answers
+    for client in ("findscu", "findscu TCP_NODELAY=1"):  # TCP_QUICKACK on and off, same run
+        assert re.search(rf"^\s+{re.escape(client)}\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x$", out, re.M)

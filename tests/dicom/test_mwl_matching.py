@@ -4,14 +4,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import sessionmaker
 
 from broker.config import WorklistSettings
-from broker.dicom.matching import InvalidQuery
+from broker.dicom.query_match import InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
 from broker.store.db import make_engine
 from broker.store.migrate import upgrade
@@ -192,57 +191,3 @@ def test_two_step_items_do_not_fit_the_model(seeded):
         find_rows(session, ds, QueryContext(WorklistSettings()))
     assert caught.value.status == 0xA900
 
-
-
-def _bench_module():
-    import importlib.util
-    import sys
-    path = Path(__file__).resolve().parents[2] / "bench" / "mwl_query.py"
-    spec = importlib.util.spec_from_file_location("mwl_query_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def analysed_store(tmp_path_factory):
-    """5,000 steps over 25 days, with planner statistics (ANALYZE), as the bench loads them."""
-    bench = _bench_module()
-    url = f"sqlite:///{tmp_path_factory.mktemp('plans') / 'broker.db'}"
-    items = bench.make_items(5_000, date(2026, 11, 24))
-    bench.load_store(url, items)
-    engine = make_engine(url)
-    yield engine, items
-    engine.dispose()
-
-
-PLAN_CASES = [
-    ("name wild card", lambda items: {"PatientName": items[2500].family[:6] + "*"}, "name_key"),
-    ("patient id", lambda items: {"PatientID": "P0002500"}, "patient_identifier"),
-    ("today + modality", lambda items: {"sps.Modality": "CT",
-                                        "sps.ScheduledProcedureStepStartDate": "20261124"},
-     "ix_scheduled_step_modality_start"),
-    ("today + station", lambda items: {"sps.ScheduledStationAETitle": "CT2",
-                                       "sps.ScheduledProcedureStepStartDate": "20261124"},
-     "start_at"),
-    ("three days + station", lambda items: {
-        "sps.ScheduledStationAETitle": "MR1",
-        "sps.ScheduledProcedureStepStartDate": "20261124-20261126"}, "start_at"),
-    ("station alone", lambda items: {"sps.ScheduledStationAETitle": "CT1"},
-     "ix_step_station_ae_title_step"),
-    ("accession", lambda items: {"AccessionNumber": "A0002500"}, "accession_number"),
-]
-
-
-@pytest.mark.parametrize("keys,index", [c[1:] for c in PLAN_CASES], ids=[c[0] for c in PLAN_CASES])
-def test_typical_queries_are_index_searches_on_sqlite(analysed_store, keys, index):
-    from sqlalchemy import text
-    from broker.dicom.worklist import build_query
-    engine, items = analysed_store
-    stmt = build_query(identifier(keys(items)), QueryContext(WorklistSettings()))
-    sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
-    with engine.connect() as conn:
-        plan = [row[-1] for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
-    assert not [step for step in plan if step.startswith("SCAN")], plan
-    assert any(index in step for step in plan), plan

@@ -267,3 +267,26 @@ def test_zero_item_step_sequence_carries_the_end_only_where_known(mwl):
             answers["P1"].ScheduledProcedureStepEndTime) == ("20261124", "100500")
     assert "ScheduledProcedureStepEndDate" not in answers["P2"]
     assert answers["P2"].ScheduledProcedureStepStartTime == "140000"
+
+
+def test_worklist_queries_use_the_find_session_factory_when_given(tmp_path):
+    """The composition root may serve C-FIND from its own (read-only) session factory."""
+    from broker.config import DicomSettings, WorklistSettings
+    from broker.dicom.scp import start_dicom_server
+    from broker.store.db import make_engine, make_session_factory
+    from broker.store.migrate import upgrade
+    engines = [make_engine(f"sqlite:///{tmp_path / name}.db") for name in ("main", "worklist")]
+    for engine in engines:
+        upgrade(engine)
+    main_sessions, find_sessions = (make_session_factory(e) for e in engines)
+    with find_sessions() as session:
+        seed(session)
+    server = start_dicom_server(DicomSettings(port=0), WorklistSettings(), main_sessions,
+                                find_sessions=find_sessions)
+    try:
+        answers = findscu(server.server_address[1], [f"{SPS}.Modality=CT", "PatientID"])
+        assert sorted(a.PatientID for a in answers) == ["P1", "P3", "P5"]
+    finally:
+        server.shutdown()
+        for engine in engines:
+            engine.dispose()

@@ -139,3 +139,57 @@ def test_imported_step_end(end_date, end_time, expected):
     ds.PatientID, ds.ScheduledProcedureStepSequence = "X1", [sps]
     [step] = order_request(ds, Path("x.wl")).procedures[0].steps
     assert step.end == expected
+
+
+def _item_file(path: Path, patient_id: str, accession: str) -> None:
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.AccessionNumber = f"Test^{patient_id}", patient_id, accession
+    sps = Dataset()
+    sps.Modality, sps.ScheduledStationAETitle = "CT", "CT1"
+    sps.ScheduledProcedureStepStartDate, sps.ScheduledProcedureStepStartTime = "20261124", "0900"
+    sps.ScheduledProcedureStepID = f"SPS-{patient_id}"
+    ds.ScheduledProcedureStepSequence = [sps]
+    ds.save_as(path, implicit_vr=False, little_endian=True)
+
+
+def test_a_clashing_file_is_reported_and_leaves_nothing_while_the_others_are_stored(
+        tmp_path, monkeypatch, capsys, database_url):
+    folder = tmp_path / "wl"
+    folder.mkdir()
+    _item_file(folder / "a.wl", "CLASH1", "ACC1")
+    _item_file(folder / "b.wl", "CLASH2", "ACC1")  # same accession number as a.wl
+    _item_file(folder / "c.wl", "CLASH3", "ACC3")
+    monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BROKER_DATABASE_URL", database_url)
+    assert main(["worklist", "import", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "files: 3  imported: 2  already imported: 1  unreadable: 0" in out
+    assert any(line.startswith(str(folder / "b.wl")) for line in out.splitlines())
+    base = make_test_settings(tmp_path, database_url)
+    broker = Broker(replace(base, hl7=replace(base.hl7, enabled=False),
+                            web=replace(base.web, enabled=False)))
+    broker.start()
+    try:
+        answers = findscu(broker.listeners.dicom[1], ["PatientID", "AccessionNumber"])
+        assert sorted((a.PatientID, a.AccessionNumber) for a in answers) == [
+            ("CLASH1", "ACC1"), ("CLASH3", "ACC3")]
+        with broker.sessions() as session:  # b.wl's patient went with its order
+            assert session.scalar(select(func.count()).select_from(Patient)) == 2
+    finally:
+        broker.stop()
+
+
+def test_a_rerun_after_new_files_arrived_imports_only_those(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "in"
+    (folder / "wlmscpfs" / "BROKER").mkdir(parents=True)
+    for name in ("minimal.wl", "utf8.wl"):
+        shutil.copy(FIXTURES / "wlmscpfs" / "BROKER" / name, folder / "wlmscpfs" / "BROKER" / name)
+    monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
+    assert main(["worklist", "import", str(folder)]) == 0
+    assert "imported: 2  already imported: 0" in capsys.readouterr().out
+    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns("*.py", "dumps"),
+                    dirs_exist_ok=True)
+    assert main(["worklist", "import", str(folder)]) == 1  # broken.wl and no_steps.wl
+    out = capsys.readouterr().out
+    assert "files: 8  imported: 4  already imported: 2  unreadable: 2" in out
+    assert "patients: 3  orders: 4  requested procedures: 4  scheduled steps: 4" in out

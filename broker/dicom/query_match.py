@@ -1,4 +1,7 @@
-"""DICOM attribute matching (PS3.4 C.2.2.2) as SQLAlchemy conditions."""
+"""Worklist query matching (PS3.4 C.2.2.2) as SQLAlchemy conditions.
+
+This is attribute matching of a C-FIND identifier; patient reconciliation lives in broker/matching.
+"""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta

@@ -31,20 +31,20 @@ def create_app(session_factory: sessionmaker[Session], config: dict[str, Any] | 
     app.extensions["broker.sessions"] = session_factory
     csrf = CSRFProtect(app)
     from broker.admin import (
-        api, api_actions, audit, auth, bench, dashboard, matches, messages, metrics, orders,
-        outbox, patients, status, users, worklist,
+        api, api_actions, audit, auth, bench, dashboard, guard, matches, messages, metrics,
+        orders, outbox, patients, status, users, worklist,
     )
     for module in (status, auth, dashboard, worklist, orders, matches, patients, messages,
                    outbox, audit, users, bench, metrics, api, api_actions):
         app.register_blueprint(module.bp)
     # The API is called with bearer tokens, which a browser never sends on its own; a call
-    # that rides on the session cookie is checked for its CSRF token in auth.require_login.
+    # that rides on the session cookie is checked for its CSRF token in guard.require_login.
     csrf.exempt(api.bp)
     csrf.exempt(api_actions.bp)
     csrf.exempt(metrics.bp)
     app.extensions["broker.csrf"] = csrf
     app.extensions["broker.public_blueprints"] = set()
-    auth.install(app)
+    guard.install(app)
     return app
 
 

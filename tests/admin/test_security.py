@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from broker.admin import CSP
-from broker.domain.records import Identifier, OrderRequest, PatientRecord, PersonName
+from broker.domain.records import Identifier, PatientRecord, PersonName
 from broker.store.models import AuditEvent, User
 from tests.admin.conftest import ADMIN_PASSWORD, csrf_of, sign_in
 from tests.admin.seed import load_demo_store

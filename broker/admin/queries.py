@@ -87,7 +87,10 @@ def _searched_orders(text: str):
     patients = union(
         select(PatientIdentifier.patient_id).where(PatientIdentifier.value == text),
         select(by_name_ids.c.id))
+    # A procedure may carry its own accession (IPC-1), so both are searched.
     return union(select(Order.id).where(Order.accession_number == text),
+                 select(RequestedProcedure.order_id).where(
+                     RequestedProcedure.accession_number == text),
                  select(Order.id).where(Order.patient_id.in_(patients)))
 
 
@@ -99,7 +102,8 @@ def worklist(session: Session, wanted: WorklistFilter, limit: int = 50,
               .join(RequestedProcedure, ScheduledStep.requested_procedure_id == RequestedProcedure.id)
               .where(*conditions))
     total = session.scalar(select(func.count()).select_from(joined.subquery()))
-    stmt = (select(ScheduledStep, RequestedProcedure.order_id, Order.accession_number, Patient.id,
+    accession = func.coalesce(RequestedProcedure.accession_number, Order.accession_number)
+    stmt = (select(ScheduledStep, RequestedProcedure.order_id, accession, Patient.id,
                    Patient.name, _first_identifier())
             .join(RequestedProcedure, ScheduledStep.requested_procedure_id == RequestedProcedure.id)
             .join(Order, RequestedProcedure.order_id == Order.id)

@@ -28,6 +28,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from broker.admin import create_app  # noqa: E402
 from broker.admin.accounts import add_user  # noqa: E402
+from broker.admin.status import head_revision  # noqa: E402
 from broker.clock import local_now  # noqa: E402
 from broker.store.db import make_engine, make_session_factory  # noqa: E402
 from broker.store.migrate import upgrade  # noqa: E402
@@ -111,7 +112,8 @@ def build(path: Path, orders: int, patients: int, queue: int) -> None:
 def store_path(data: Path, orders: int, patients: int, queue: int) -> Path:
     """The cached store for these counts, built when missing."""
     data.mkdir(parents=True, exist_ok=True)
-    path = data / f"web-{orders}-{patients}-{queue}.db"
+    # The schema revision is in the name: a store built before a migration is built again.
+    path = data / f"web-{orders}-{patients}-{queue}-r{head_revision()}.db"
     if not path.exists():
         started = time.perf_counter()
         partial = path.with_suffix(".partial")

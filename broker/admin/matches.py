@@ -7,12 +7,12 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from broker.admin.auth import actor, admin_required, sessions
 from broker.matching.queue import MatchError, MatchView, view
 from broker.matching.review import dismiss_match, link_match
-from broker.store.models import MatchCandidate
+from broker.store.models import MatchCandidate, Patient
 
 bp = Blueprint("matches", __name__)
 FILTERS = ("open", "linked", "dismissed", "conflicts", "all")
@@ -32,8 +32,15 @@ def queue_page(session: Session, which: str, limit: int = PER_PAGE,
     total = session.scalar(select(func.count()).select_from(MatchCandidate).where(*conditions))
     entries = session.scalars(select(MatchCandidate).where(*conditions)
                               .order_by(MatchCandidate.total_score.desc(), MatchCandidate.id)
-                              .limit(limit).offset(offset))
-    return [view(session, e) for e in entries], total or 0
+                              .limit(limit).offset(offset)).all()
+    # Both records of every entry with their identifiers in two statements; view() then finds
+    # them in the session instead of loading each patient and its identifiers one by one.
+    ids = {p for e in entries for p in (e.incoming_patient_id, e.candidate_patient_id)}
+    loaded = session.scalars(select(Patient).where(Patient.id.in_(ids))
+                             .options(selectinload(Patient.identifiers))).all()
+    shown = [view(session, e) for e in entries]
+    del loaded  # held until every view was built (the session keeps objects weakly)
+    return shown, total or 0
 
 
 def match_as_dict(entry: MatchView) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class Broker:
         self.mllp_server: MllpServer | None = None
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)
+        self.fhir = None  # broker.fhir.sync.FhirSync when [fhir] base_url is set
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (once per Broker)."""
@@ -72,9 +73,13 @@ class Broker:
             self.listeners.dicom = server.server_address[:2]
             watch_dicom(server)  # C-FIND and MPPS counts and latency for /metrics
             self._stop_callbacks.append(server.shutdown)
+        if self.settings.fhir.base_url:
+            self._build_fhir()
         if self.settings.web.enabled:
             self._start_web()
-        scheduler = build_scheduler(self.settings, self.engine, self.sessions)
+        if self.fhir is not None:
+            self._start_fhir()
+        scheduler = build_scheduler(self.settings, self.engine, self.sessions, fhir=self.fhir)
         scheduler.start()
         self._stop_callbacks.append(lambda: scheduler.shutdown(wait=False))
         for name, address in self.listeners.described():
@@ -108,12 +113,28 @@ class Broker:
             thread.join(10)
         self._stop_callbacks.append(stop)
 
+    def _build_fhir(self) -> None:
+        from broker.fhir.sync import FhirSync
+        self.fhir = FhirSync(self.settings, self.engine, self.sessions)  # mappings validated now
+
+    def _start_fhir(self) -> None:
+        from broker.fhir.sync import callback_url
+        self.fhir.keeper.callback = callback_url(self.settings, self.listeners.web)
+        self.fhir.start()
+        self._stop_callbacks.append(self.fhir.stop)
+
     def _start_web(self) -> None:
+        from broker.admin import register_public_blueprint
         from broker.admin.server import WebServer, secret_key
         tls = bool(self.settings.web.tls_cert_file)
         app = create_app(self.sessions, {
             "BROKER_SETTINGS": self.settings, "BROKER_INTAKE": self.intake,
             "SECRET_KEY": secret_key(self.settings), "SESSION_COOKIE_SECURE": tls})
+        if self.fhir is not None:
+            from broker.fhir.endpoint import bp as fhir_notify
+            # The FHIR server authenticates with the subscription's shared secret, not a login.
+            register_public_blueprint(app, fhir_notify)
+            app.extensions["broker.fhir"] = self.fhir
         server = WebServer(app, self.settings)
         self.listeners.web = server.start()
         app.config["BROKER_LISTENERS"] = self.listeners.described()

@@ -1,6 +1,8 @@
-"""A stored HL7 message laid out segment by segment, each field with its number and name."""
+"""A stored message for display: HL7 segment by segment, each field with its number and name;
+other bodies as received."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,3 +61,12 @@ def ack_text(ack: bytes | None) -> str:
     if not ack:
         return ""
     return bytes(ack).decode("utf-8", "replace").replace("\r", "\n").strip()
+
+
+def body_text(raw: bytes) -> str:
+    """A non-HL7 body (FHIR JSON) as text, indented when it is JSON."""
+    text = bytes(raw).decode("utf-8", "replace")
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from broker.admin.auth import actor, admin_required, sessions
 from broker.admin.dashboard import first_id_since
-from broker.admin.hl7_view import ack_text, segments
+from broker.admin.hl7_view import ack_text, body_text, segments
 from broker.store.audit import record_event
 from broker.store.messages import MessageSummary, list_messages
 from broker.store.models import InboundMessage
@@ -60,13 +60,15 @@ def detail(message_id: int):
         row = session.get(InboundMessage, message_id)
         if row is None:
             abort(404)
-        shown, parse_error = segments(row.raw)
+        # HL7 is laid out segment by segment; a FHIR or DICOM body is shown as received.
+        shown, parse_error = segments(row.raw) if row.channel == "hl7" else ([], "")
+        body = "" if row.channel == "hl7" else body_text(row.raw)
         message = {c: getattr(row, c) for c in ("id", "channel", "sender", "control_id",
                                                 "message_type", "peer", "received_at", "status",
                                                 "error", "attempts", "processed_at")}
         ack = ack_text(row.ack)
     return render_template("message.html", message=message, segments=shown,
-                           parse_error=parse_error, ack=ack)
+                           parse_error=parse_error, ack=ack, body=body)
 
 
 def intake():
@@ -83,6 +85,12 @@ def intake():
 
 def reprocess_message(message_id: int, who: str, charset: str | None = None):
     """Apply a stored message again through the intake, and audit who asked."""
+    with sessions()() as session:
+        row = session.get(InboundMessage, message_id)
+        if row is not None and row.channel != "hl7":
+            # The FHIR intake re-reads a resource from its server; it has no reprocess here.
+            raise ValueError(f"message #{message_id} came over {row.channel}: only HL7 "
+                             "messages are reprocessed here")
     outcome = intake().reprocess(message_id, charset or None)
     with sessions().begin() as session:
         record_event(session, who, "message.reprocess", "inbound_message", message_id,

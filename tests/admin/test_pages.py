@@ -38,3 +38,19 @@ def test_the_failed_message_page_offers_reprocess(admin, demo):
     page = admin.get(f"/messages/{demo['failed']}").get_data(as_text=True)
     assert "PID-5" in page and "Patient Name" in page and "is not known" in page
     assert ">Reprocess</button>" in page
+
+
+def test_a_fhir_message_shows_its_body_and_no_reprocess(admin, sessions):
+    from broker.store.messages import finish_message, insert_message
+    with sessions.begin() as session:
+        message_id = insert_message(session, channel="fhir", sender="https://ehr.example/fhir",
+                                    control_id="ServiceRequest/1/_history/2", message_type="",
+                                    peer="127.0.0.1", raw=b'{"resourceType": "Bundle"}')
+        finish_message(session, message_id, "FAILED", "no Patient", None)
+    page = admin.get(f"/messages/{message_id}").get_data(as_text=True)
+    assert "&#34;resourceType&#34;: &#34;Bundle&#34;" in page and "Segments" not in page
+    assert ">Reprocess</button>" not in page
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    admin.post(f"/messages/{message_id}/reprocess", data={"csrf_token": token})
+    assert "only HL7 messages are reprocessed here" in admin.get(
+        f"/messages/{message_id}").get_data(as_text=True)

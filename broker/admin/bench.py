@@ -1,10 +1,12 @@
-"""The mapping bench page: paste an HL7 order, see the worklist items it would produce."""
+"""The mapping bench page: paste an HL7 order or a FHIR ServiceRequest, see the worklist
+items it would produce."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from flask import Blueprint, current_app, render_template, request
 
+from broker.admin.fhir_bench import try_fhir
 from broker.admin.mapping_bench import try_order
 from broker.admin.messages import intake
 from broker.resources import mappings_dir
@@ -21,5 +23,7 @@ def page():
     if text.strip():
         settings = current_app.config["BROKER_SETTINGS"]
         folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
-        result = try_order(text, intake().ctx, folder)
+        # A FHIR resource is JSON; anything else is read as HL7.
+        reader = try_fhir if text.lstrip().startswith("{") else try_order
+        result = reader(text, intake().ctx, folder)
     return render_template("bench.html", text=text, result=result)

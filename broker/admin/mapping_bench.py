@@ -55,6 +55,11 @@ def mapping_line(folder: Path, mappings: SiteMappings, name: str, version: str,
     return path.name
 
 
+_PID_SOURCES = {"name": "PID-5 (XPN as PN)",
+                "identifiers": "PID-3 (first identifier, hl7.patient_id_issuer first)",
+                "issuer": "PID-3.4", "birth_date": "PID-7", "sex": "PID-8"}
+
+
 class _Sources:
     """Where each mapped name was read for one step (order group and IPC)."""
 
@@ -65,6 +70,10 @@ class _Sources:
         sender = self.reader.sender
         self.sender_key = next((key for key, value in ctx.mappings.senders.items()
                                 if value is sender), None) if sender else None
+
+    def patient(self, name: str) -> str:
+        """Where a patient value comes from: fixed PID fields in the HL7 reader."""
+        return _PID_SOURCES[name]
 
     def of(self, name: str, otherwise: str) -> str:
         if self.group is None:
@@ -108,26 +117,27 @@ def try_order(text: str, ctx: IntakeContext, folder: Path) -> BenchResult:
              for proc in request.procedures for step in proc.steps]
     for n, (control, request, proc, step) in enumerate(steps):
         group, ipc = places[n] if len(places) == len(steps) else (None, None)
-        result.items.append(_attributes(msg, ctx, folder, control, request, proc, step, group, ipc))
+        result.items.append(item_attributes(_Sources(msg, ctx, folder, group, ipc), ctx,
+                                            control, request, proc, step))
     return result
 
 
-def _attributes(msg: Message, ctx: IntakeContext, folder: Path, control: str,
-                request: OrderRequest, proc: ProcedureRequest, step: StepRequest,
-                group: OrderGroup | None, ipc: list[str] | None) -> list[Attribute]:
-    src = _Sources(msg, ctx, folder, group, ipc)
+def item_attributes(src, ctx: IntakeContext, control: str, request: OrderRequest,
+                    proc: ProcedureRequest, step: StepRequest) -> list[Attribute]:
+    """One worklist item's DICOM attributes; `src.of(name, otherwise)` says where each
+    mapped value was read (an HL7 address or a FHIRPath expression, with its file line)."""
     patient = request.patient
     definition = ctx.mappings.procedures.get(proc.code_value)
     table = f"procedures.toml: {proc.code_value}" if definition else "not in procedures.toml"
     start_date, start_time = _dicom_date(step.start)
     A = Attribute
     return [
-        A("(order control)", control, "ORC-1"),
-        A("PatientName", patient.name.dicom(), "PID-5 (XPN as PN)"),
-        A("PatientID", patient.primary.value, "PID-3 (first identifier, hl7.patient_id_issuer first)"),
-        A("IssuerOfPatientID", patient.primary.issuer, "PID-3.4"),
-        A("PatientBirthDate", patient.birth_date, "PID-7"),
-        A("PatientSex", patient.sex, "PID-8"),
+        A("(order control)", control, src.of("order_control", "ORC-1")),
+        A("PatientName", patient.name.dicom(), src.patient("name")),
+        A("PatientID", patient.primary.value, src.patient("identifiers")),
+        A("IssuerOfPatientID", patient.primary.issuer, src.patient("issuer")),
+        A("PatientBirthDate", patient.birth_date, src.patient("birth_date")),
+        A("PatientSex", patient.sex, src.patient("sex")),
         # IHE RAD-4 v2.5.1: each requested procedure may carry its own accession (IPC-1).
         A("AccessionNumber", proc.accession_number or request.accession_number,
           src.of("accession_number", "not sent")),

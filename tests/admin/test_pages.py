@@ -54,3 +54,19 @@ def test_a_fhir_message_shows_its_body_and_no_reprocess(admin, sessions):
     admin.post(f"/messages/{message_id}/reprocess", data={"csrf_token": token})
     assert "only HL7 messages are reprocessed here" in admin.get(
         f"/messages/{message_id}").get_data(as_text=True)
+
+
+def test_the_bench_reads_a_fhir_service_request_with_its_expressions(admin):
+    import json
+    from pathlib import Path
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": json.loads((fixtures / name).read_text())}
+        for name in ("servicerequest_ct_head.json", "patient_1001.json")]}
+    page = admin.get("/bench").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    result = admin.post("/bench", data={"message": json.dumps(bundle), "csrf_token": token})
+    text = result.get_data(as_text=True)
+    assert "1 worklist item" in text and "PL-1001" in text
+    assert "identifier.where(type.coding.code = &#39;PLAC&#39;).value (fhir.toml:" in text
+    assert "Patient.name.where(use = &#39;official&#39;).family (fhir.toml:" in text

@@ -1,14 +1,14 @@
 """web sign-in: account lockout columns on app_user, and api_token for the JSON API
 
 Revision ID: 0020
-Revises: 0014
+Revises: 0015
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0020'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from broker import __version__
+from broker.admin.commands import register as register_admin_commands
 from broker.config import ConfigError, Settings, load_settings
 from broker.dicom.commands import register as register_dicom_commands
 from broker.fhir.commands import register as register_fhir_commands
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     # Each capability adds its own commands, the same way.
     for register in (register_matching_commands, register_hl7_commands, register_dicom_commands,
-                     register_fhir_commands):
+                     register_admin_commands, register_fhir_commands):
         register(commands.add_parser, common)
     return parser
 
@@ -95,6 +96,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             broker.migrate()
             for name, status in load_demo(broker.intake):
                 log.info("demo %s: %s", name, status)
+            _demo_review(broker)
         broker.start()
         log.info("broker ready; Ctrl-C to stop")
         while not stop.wait(0.5):
@@ -104,6 +106,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         broker.stop()
     log.info("stopped")
     return 0
+
+
+def _demo_review(broker) -> None:
+    """The demo's doubtful match and failed message, and its admin account (password once)."""
+    from broker.admin.demo import DEMO_ADMIN, ensure_demo_admin
+    from broker.demo import load_review_demo
+    from broker.matching.searches import run_pending_searches
+
+    log = logging.getLogger("broker")
+    for name, status in load_review_demo(broker.intake):
+        log.info("demo %s: %s", name, status)
+    run_pending_searches(broker.sessions, broker.settings.matching)
+    password = ensure_demo_admin(broker.sessions)
+    if password:  # on stdout, not in the log; shown this once
+        print(f"web UI: sign in as {DEMO_ADMIN!r} with password {password!r}", flush=True)
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

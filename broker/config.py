@@ -81,6 +81,18 @@ class WebSettings:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
+    # TLS: serve the UI over HTTPS with this certificate and key (PEM); cookies become Secure.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Signs session cookies; empty: a random key kept in <data_dir>/web-secret.key (made once).
+    secret_key_file: str = ""
+    # Consecutive failed sign-ins that lock an account, and for how long.
+    max_failed_logins: int = 5
+    lockout_minutes: float = 15.0
+    # Failed sign-ins one client address may make per minute before it is refused (429).
+    failed_logins_per_minute: int = 10
+    session_hours: float = 12.0
+    threads: int = 8
 
 
 @dataclass(frozen=True)
@@ -330,6 +342,8 @@ def _validate(section: str, settings: Any) -> None:
             except ValueError:
                 raise ConfigError(f"dicom.allowed_calling_addresses: {address!r} is not an "
                                   "IP address or network") from None
+    if section == "web" and bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("web.tls_cert_file and web.tls_key_file: give both or neither")
     if section == "hl7":
         _validate_hl7(settings)
     if section == "mpps":

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from broker.admin import create_app
 from broker.config import Settings
@@ -18,6 +17,7 @@ from broker.hl7.intake import Hl7Intake
 from broker.hl7.server import MllpServer
 from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
+from broker.metrics import watch_dicom
 from broker.store.db import read_only_sessions
 from broker.store.migrate import upgrade
 from broker.store.runtime import connect_store
@@ -71,6 +71,7 @@ class Broker:
                                         mpps_settings=self.settings.mpps,
                                         find_sessions=read_only_sessions(self.engine))
             self.listeners.dicom = server.server_address[:2]
+            watch_dicom(server)  # C-FIND and MPPS counts and latency for /metrics
             self._stop_callbacks.append(server.shutdown)
         if self.settings.fhir.base_url:
             self._build_fhir()
@@ -123,19 +124,18 @@ class Broker:
         self._stop_callbacks.append(self.fhir.stop)
 
     def _start_web(self) -> None:
-        app = create_app(self.sessions)
+        from broker.admin import register_public_blueprint
+        from broker.admin.server import WebServer, secret_key
+        tls = bool(self.settings.web.tls_cert_file)
+        app = create_app(self.sessions, {
+            "BROKER_SETTINGS": self.settings, "BROKER_INTAKE": self.intake,
+            "SECRET_KEY": secret_key(self.settings), "SESSION_COOKIE_SECURE": tls})
         if self.fhir is not None:
             from broker.fhir.endpoint import bp as fhir_notify
-            app.register_blueprint(fhir_notify)
+            # The FHIR server authenticates with the subscription's shared secret, not a login.
+            register_public_blueprint(app, fhir_notify)
             app.extensions["broker.fhir"] = self.fhir
-        server: BaseWSGIServer = make_server(self.settings.web.host, self.settings.web.port, app,
-                                             threaded=True)
-        self.listeners.web = server.server_address[:2]
+        server = WebServer(app, self.settings)
+        self.listeners.web = server.start()
         app.config["BROKER_LISTENERS"] = self.listeners.described()
-        thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
-        thread.start()
-
-        def stop() -> None:
-            server.shutdown()
-            thread.join(10)
-        self._stop_callbacks.append(stop)
+        self._stop_callbacks.append(server.stop)

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dcmtk postgresql openssl)  # openssl: the HL7 TLS test makes its certificate
+# openssl: the HL7 TLS test makes its certificate; chromium: the web UI's browser tests
+APT_PACKAGES=(dcmtk postgresql openssl chromium)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

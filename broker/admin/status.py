@@ -1,11 +1,14 @@
-"""Health and status: what a load balancer probes and what an admin sees first."""
+"""Health and readiness: what a load balancer probes (no login, no patient data)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template
+from functools import lru_cache
+
+from flask import Blueprint, current_app, jsonify
 from sqlalchemy import func, null, select, text, union_all
 from sqlalchemy.orm import Session
 
-from broker.store.models import InboundMessage, Order, ScheduledStep, unprocessed_message
+from broker.store.migrate import alembic_config, current_revision
+from broker.store.models import InboundMessage, unprocessed_message
 
 bp = Blueprint("status", __name__)
 
@@ -14,9 +17,16 @@ def _sessions():
     return current_app.extensions["broker.sessions"]
 
 
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+
+
 @bp.get("/healthz")
 def healthz():
-    """200 when the database answers, 503 otherwise."""
+    """200 when the process serves and the database answers, 503 otherwise."""
     try:
         with _sessions()() as session:
             session.execute(text("SELECT 1"))
@@ -25,16 +35,17 @@ def healthz():
     return jsonify(status="ok")
 
 
-@bp.get("/")
-def index():
-    """Counts only: no patient data on a page without login."""
-    with _sessions()() as session:
-        steps = dict(session.execute(
-            select(ScheduledStep.status, func.count()).group_by(ScheduledStep.status)).all())
-        messages = message_counts(session)
-        orders = session.scalar(select(func.count()).select_from(Order))
-    return render_template("index.html", steps=steps, messages=messages, orders=orders,
-                           listeners=current_app.config.get("BROKER_LISTENERS", []))
+@bp.get("/readyz")
+def readyz():
+    """200 when the database answers and its schema is the newest this code knows."""
+    try:
+        with _sessions()() as session:
+            revision = current_revision(session.get_bind())
+    except Exception as exc:  # noqa: BLE001 - not ready for whatever reason
+        return jsonify(status="error", database=str(exc.__class__.__name__)), 503
+    if revision != head_revision():
+        return jsonify(status="migrating", revision=revision), 503
+    return jsonify(status="ready", revision=revision)
 
 
 def message_counts(session: Session) -> dict[str, int]:

@@ -5,12 +5,14 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+import time
 from typing import Awaitable, Callable
 
 from broker.config import Hl7Settings
 from broker.hl7 import ack
 from broker.hl7.intake import Outcome
 from broker.hl7.mllp import MessageTooLarge, MllpFramingError, MllpReader, frame
+from broker.metrics import observe_ack
 
 log = logging.getLogger(__name__)
 # Stores one message and returns its outcome once the transaction committed (IntakeWriter.store).
@@ -128,7 +130,9 @@ class MllpServer:
                             reader.skipped_bytes)
             # Returns only after the message's transaction committed.
             try:
+                started = time.perf_counter()
                 outcome = await self._store(raw, peer)
+                observe_ack(raw, outcome.status, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - the store failed: no ACK may leave
                 log.error("mllp %s: message could not be stored (%s); no ACK sent, closing so "
                           "the sender resends", peer, exc)

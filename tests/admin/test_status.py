@@ -35,8 +35,29 @@ def test_message_counts_per_status(sessions, statuses):
     assert counts == {s: statuses.count(s) for s in set(statuses)}
 
 
-def test_the_page_shows_the_counts(sessions):
-    _store(sessions, ["PROCESSED"] * 4 + ["FAILED", "REJECTED", "FAILED"])
-    page = create_app(sessions).test_client().get("/").get_data(as_text=True)
-    for status, count in (("PROCESSED", 4), ("FAILED", 2), ("REJECTED", 1)):
-        assert f"<td>{status}</td><td>{count}</td>" in page
+def test_health_and_readiness_need_no_login_and_show_no_patient_data(sessions):
+    _store(sessions, ["PROCESSED", "FAILED"])
+    client = create_app(sessions).test_client()
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+
+
+def test_every_other_page_sends_a_stranger_to_the_login(sessions):
+    client = create_app(sessions).test_client()
+    for path in ("/", "/worklist", "/matches", "/messages/1", "/bench"):
+        response = client.get(path)
+        assert response.status_code == 302 and response.location.startswith("/login")
+    assert client.get("/api/v1/worklist").status_code == 401
+    assert client.get("/metrics").status_code == 401
+
+
+def test_a_public_blueprint_is_served_without_sign_in_or_csrf_token(sessions):
+    from flask import Blueprint
+
+    from broker.admin import register_public_blueprint
+    hook = Blueprint("hook", __name__)
+    hook.add_url_rule("/fhir/notify", "notify", lambda: ("", 204), methods=["POST"])
+    app = create_app(sessions)
+    register_public_blueprint(app, hook)
+    assert app.test_client().post("/fhir/notify", json={}).status_code == 204

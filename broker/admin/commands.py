@@ -1,0 +1,91 @@
+"""`broker users add|list|disable` and `broker tokens create`."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Callable
+
+from broker.admin.accounts import ROLES, AccountError, add_user, create_token, disable_user, list_users
+from broker.config import Settings
+from broker.store.runtime import open_store
+
+CLI_ACTOR = "cli"
+
+
+def register(add_parser: Callable[..., argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
+    """Add the `users` and `tokens` commands to the CLI."""
+    users = add_parser("users", parents=[common], help="web UI accounts",
+                       description="Add, list and disable accounts of the web UI.")
+    sub = users.add_subparsers(title="commands", metavar="COMMAND")
+    add = sub.add_parser("add", parents=[common], help="add an account (password from stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer")
+    add.set_defaults(run=_add)
+    listing = sub.add_parser("list", parents=[common], help="list accounts")
+    listing.set_defaults(run=_list)
+    disable = sub.add_parser("disable", parents=[common], help="disable an account")
+    disable.add_argument("name")
+    disable.set_defaults(run=_disable)
+    tokens = add_parser("tokens", parents=[common], help="API bearer tokens",
+                        description="Create bearer tokens for the JSON API.")
+    tsub = tokens.add_subparsers(title="commands", metavar="COMMAND")
+    create = tsub.add_parser("create", parents=[common],
+                             help="create a token; it is printed once, on the last line")
+    create.add_argument("name")
+    create.add_argument("--role", choices=ROLES, default="viewer")
+    create.set_defaults(run=_create_token)
+
+
+def _read_password() -> str:
+    # A terminal gets a prompt without echo; a pipe gives its first line.
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    password = _read_password()
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                add_user(session, args.name, password, args.role, CLI_ACTOR)
+        except AccountError as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
+    print(f"user {args.name} added ({args.role})")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store, store.sessions() as session:
+        for user in list_users(session):
+            state = "disabled" if user.disabled else "active"
+            print(f"{user.username:<24} {user.role:<8} {state}")
+    return 0
+
+
+def _disable(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                disable_user(session, args.name, CLI_ACTOR)
+        except AccountError as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
+    print(f"user {args.name} disabled")
+    return 0
+
+
+def _create_token(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                token = create_token(session, args.name, args.role, CLI_ACTOR)
+        except AccountError as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
+    print(f"token {args.name} ({args.role}) created; it is shown only this once:")
+    print(token)
+    return 0

@@ -14,6 +14,7 @@ from broker.dicom.commands import register as register_dicom_commands
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.matching.commands import register as register_matching_commands
+from broker.notify.commands import register as register_notify_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                                            "the normal intake, dated today.")
     demo.set_defaults(run=_demo)
     # Each capability adds its own commands, the same way.
-    for register in (register_matching_commands, register_hl7_commands, register_dicom_commands):
+    for register in (register_matching_commands, register_hl7_commands, register_dicom_commands,
+                     register_notify_commands):
         register(commands.add_parser, common)
     return parser
 

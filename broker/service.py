@@ -18,6 +18,7 @@ from broker.hl7.intake import Hl7Intake
 from broker.hl7.server import MllpServer
 from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
+from broker.notify.runtime import NotifyRuntime
 from broker.store.db import read_only_sessions
 from broker.store.migrate import upgrade
 from broker.store.runtime import connect_store
@@ -52,6 +53,7 @@ class Broker:
         self.mllp_server: MllpServer | None = None
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)
+        self.notify = NotifyRuntime(self.settings)  # validates mappings/notify.toml now
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (once per Broker)."""
@@ -68,13 +70,15 @@ class Broker:
             # Worklist queries only read: on SQLite they never queue behind a writer.
             server = start_dicom_server(self.settings.dicom, self.settings.worklist, self.sessions,
                                         mpps_settings=self.settings.mpps,
-                                        find_sessions=read_only_sessions(self.engine))
+                                        find_sessions=read_only_sessions(self.engine),
+                                        notifier=self.notify.notifier)
             self.listeners.dicom = server.server_address[:2]
             self._stop_callbacks.append(server.shutdown)
         if self.settings.web.enabled:
             self._start_web()
-        scheduler = build_scheduler(self.settings, self.engine, self.sessions)
+        scheduler = build_scheduler(self.settings, self.engine, self.sessions, self.notify)
         scheduler.start()
+        self._stop_callbacks.append(self.notify.close)
         self._stop_callbacks.append(lambda: scheduler.shutdown(wait=False))
         for name, address in self.listeners.described():
             log.info("%s listening on %s", name, address)
@@ -109,6 +113,7 @@ class Broker:
 
     def _start_web(self) -> None:
         app = create_app(self.sessions)
+        app.extensions["broker.notify"] = self.notify  # the PACS's stable-study hook
         server: BaseWSGIServer = make_server(self.settings.web.host, self.settings.web.port, app,
                                              threaded=True)
         self.listeners.web = server.server_address[:2]

@@ -18,4 +18,6 @@ def create_app(session_factory: sessionmaker[Session], config: dict[str, Any] | 
     app.extensions["broker.sessions"] = session_factory
     from broker.admin import status
     app.register_blueprint(status.bp)
+    from broker.notify import http as notify_http
+    app.register_blueprint(notify_http.bp)
     return app

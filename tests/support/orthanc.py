@@ -49,6 +49,7 @@ class Orthanc:
             "Plugins": [DICOMWEB_PLUGIN] if Path(DICOMWEB_PLUGIN).exists() else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
+        folder.mkdir(parents=True, exist_ok=True)
         if lua:
             script = folder / "script.lua"
             script.write_text(lua)

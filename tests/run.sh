@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dcmtk postgresql openssl)  # openssl: the HL7 TLS test makes its certificate
+APT_PACKAGES=(dcmtk postgresql openssl orthanc orthanc-dicomweb)  # openssl: the HL7 TLS test makes its certificate; orthanc: the PACS
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -128,8 +128,8 @@ class NotifySettings:
     # the PACS holds its instances), ian (an Instance Availability Notification, IHE RAD-49).
     trigger: str = "pacs"
     fhir: bool = False  # write ImagingStudy / ServiceRequest status to [fhir] base_url
-    interval_seconds: float = 0.5  # outbox delivery job
-    batch_size: int = 100  # notifications claimed per delivery run
+    interval_seconds: float = 0.25  # outbox delivery and PACS-check jobs
+    batch_size: int = 200  # notifications claimed per delivery run
     ack_timeout_seconds: float = 10.0
     # A claimed notification not marked within this (the process died mid-send) is sent again.
     lease_seconds: float = 300.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from broker.clock import utcnow
@@ -43,6 +43,48 @@ def enqueue(session: Session, destination: str, kind: str, payload: bytes,
                        event=event)
     session.add(row)
     return row
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed row as the sender needs it (no ORM object held across the send)."""
+    id: int
+    destination: str
+    payload: bytes
+
+
+def claim_batch(session: Session, kinds: tuple[str, ...], limit: int,
+                now: datetime | None = None, lease: timedelta = LEASE) -> list[Claimed]:
+    """claim_due for a backlog: the same rule, read and leased with two statements."""
+    now = now or utcnow()
+    stmt = _due(kinds, now).with_only_columns(
+        Notification.id, Notification.destination, Notification.payload).limit(limit)
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update(skip_locked=True, of=Notification)
+    rows = [Claimed(*row) for row in session.execute(stmt)]
+    if rows:
+        session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows]))
+                        .values(attempts=Notification.attempts + 1, next_attempt_at=now + lease))
+    return rows
+
+
+def mark_delivered_ids(session: Session, ids: list[int], now: datetime | None = None) -> None:
+    """mark_delivered for many rows in one statement."""
+    if ids:
+        session.execute(update(Notification).where(Notification.id.in_(ids))
+                        .values(status=DELIVERED, delivered_at=now or utcnow(), last_error=""))
+
+
+def _due(kinds: tuple[str, ...], now: datetime):
+    earlier = aliased(Notification)
+    blocked = exists().where(and_(earlier.ordering_key == Notification.ordering_key,
+                                  earlier.destination == Notification.destination,
+                                  earlier.ordering_key != "",
+                                  earlier.status == PENDING, earlier.id < Notification.id))
+    return (select(Notification)
+            .where(Notification.status == PENDING, Notification.next_attempt_at <= now,
+                   Notification.kind.in_(kinds), ~blocked)
+            .order_by(Notification.id))
 
 
 def claim_due(session: Session, kinds: tuple[str, ...], limit: int = 20,

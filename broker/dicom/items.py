@@ -32,6 +32,10 @@ def _top_values(row: Mapping[str, Any]) -> dict[str, Any]:
         "PatientName": row["patient_name"], "PatientID": row["patient_id"] or "",
         "IssuerOfPatientID": row["issuer"] or "", "PatientBirthDate": row["birth_date"],
         "PatientSex": row["sex"], "AccessionNumber": row["accession_number"] or "",
+        # PS3.3 C.4.10 / IHE RAD-4: the namespace the accession was issued in, when known.
+        "IssuerOfAccessionNumberSequence": (
+            [{"LocalNamespaceEntityID": row["accession_issuer"]}] if row["accession_issuer"]
+            else []),
         "ReferringPhysicianName": row["referring_physician"],
         "RequestedProcedureID": row["procedure_id"],
         "RequestedProcedureDescription": row["code_meaning"][:64],

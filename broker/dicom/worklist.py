@@ -60,7 +60,8 @@ COLUMNS = {
     "procedure_id": RequestedProcedure.procedure_id, "code_value": RequestedProcedure.code_value,
     "code_scheme": RequestedProcedure.code_scheme, "code_meaning": RequestedProcedure.code_meaning,
     "study_instance_uid": RequestedProcedure.study_instance_uid,
-    "accession_number": Order.accession_number, "priority": Order.priority,
+    "accession_number": RequestedProcedure.accession_number,
+    "accession_issuer": RequestedProcedure.accession_issuer, "priority": Order.priority,
     "referring_physician": Order.referring_physician, "reason": Order.reason,
     "placer_order_number": Order.placer_order_number,
     "filler_order_number": Order.filler_order_number,
@@ -71,7 +72,7 @@ COLUMNS = {
 
 # Top-level string keys: (column, upper-case comparison).
 _TOP_STRINGS = {
-    "AccessionNumber": Order.accession_number,
+    "AccessionNumber": RequestedProcedure.accession_number,
     "RequestedProcedureID": RequestedProcedure.procedure_id,
     "PlacerOrderNumberImagingServiceRequest": Order.placer_order_number,
     "FillerOrderNumberImagingServiceRequest": Order.filler_order_number,

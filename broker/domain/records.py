@@ -84,6 +84,9 @@ class ProcedureRequest:
     code_meaning: str = ""
     study_instance_uid: str = ""
     steps: tuple[StepRequest, ...] = ()
+    # Its own accession (IHE RAD-4 v2.5.1: one per IPC); empty: the order's.
+    accession_number: str = ""
+    accession_issuer: str = ""
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,20 @@ class OrderReader:
                 return found, str(address)
         return "", ""
 
+    def identifier(self, name: str, group: OrderGroup,
+                   ipc: list[str] | None = None) -> tuple[str, str]:
+        """(value, namespace) of an EI value such as IPC-1's Accession Identifier (HL7 v2.5.1
+        2.A.28: entity identifier, then namespace ID); namespace "" when the field has none."""
+        for address in self._addresses(name):
+            segment = self._segment(address, group, ipc)
+            found = self.msg.field(segment, address.field, 1, address.component,
+                                   address.subcomponent or 1)
+            if found:
+                namespace = self.msg.field(segment, address.field, 1, 2) \
+                    if address.component == 1 and not address.subcomponent else ""
+                return found, namespace
+        return "", ""
+
     def coded(self, name: str, group: OrderGroup) -> list[str]:
         """The components of the first mapped CE field of `name` whose code is not empty."""
         for address in self._addresses(name):
@@ -176,18 +190,20 @@ def read_order(reader: OrderReader, group: OrderGroup, patient: PatientRecord,
     """One ORC group as an OrderRequest with its requested procedure(s) and steps."""
     if group.obr is None:
         raise FieldError("ORC without an OBR segment")
-    value = lambda name: reader.value(name, group)  # noqa: E731 - reads like the mapping file
+    # Order-level values an OMI carries in IPC are read from its first IPC (IHE RAD-4).
+    first_ipc = group.ipcs[0] if group.ipcs else None
+    value = lambda name: reader.value(name, group, first_ipc)  # noqa: E731 - reads like the mapping
     placer = value("placer_order_number")
     if not placer:
         raise FieldError("ORC-2/OBR-2 placer order number is empty")
     placer_issuer = reader.msg.field(group.orc, 2, comp=2) or reader.msg.field(group.obr, 2, comp=2)
     filler_issuer = reader.msg.field(group.orc, 3, comp=2) or reader.msg.field(group.obr, 3, comp=2)
-    accession = value("accession_number")
+    accession, accession_issuer = reader.identifier("accession_number", group, first_ipc)
     procedures = _procedures(reader, group, accession, placer, policy)
     return OrderRequest(
         patient=patient, placer_order_number=placer, placer_issuer=placer_issuer,
         filler_order_number=value("filler_order_number"), filler_issuer=filler_issuer,
-        accession_number=accession[:16],
+        accession_number=accession[:16], accession_issuer=accession_issuer[:64],
         priority=dicom_priority(value("priority")),
         referring_physician=value("referring_physician"),
         reason=value("reason"), procedures=procedures)
@@ -203,16 +219,24 @@ def _procedures(reader: OrderReader, group: OrderGroup, accession: str, placer: 
     end = scheduled_end(start, _time(reader, group, "end"), definition.duration_minutes)
     by_id: dict[str, list[StepRequest]] = {}
     uids: dict[str, str] = {}
+    accessions: dict[str, tuple[str, str]] = {}
     for ipc in (group.ipcs or [None]):
         value = lambda name: reader.value(name, group, ipc)  # noqa: E731
-        procedure_id = (value("requested_procedure_id") or accession or placer)[:16]
+        # Each IPC may name its own accession (several requested procedures of one order).
+        own = reader.identifier("accession_number", group, ipc) if ipc is not None else ("", "")
+        procedure_id = (value("requested_procedure_id") or own[0] or accession or placer)[:16]
         by_id.setdefault(procedure_id, []).append(_step(reader, group, ipc, procedure_id,
                                                         definition, description, (start, end)))
         uids.setdefault(procedure_id, value("study_instance_uid"))
+        if own[0]:
+            accessions.setdefault(procedure_id, own)
     return tuple(ProcedureRequest(
         procedure_id=pid, code_value=code, code_scheme=scheme, code_meaning=description[:64],
-        study_instance_uid=uids[pid] or _missing_uid(policy, accession, pid),
-        steps=tuple(steps)) for pid, steps in by_id.items())
+        study_instance_uid=uids[pid] or _missing_uid(
+            policy, accessions.get(pid, (accession,))[0], pid),
+        steps=tuple(steps), accession_number=accessions.get(pid, ("", ""))[0][:16],
+        accession_issuer=accessions.get(pid, ("", ""))[1][:64])
+        for pid, steps in by_id.items())
 
 
 def _coded(reader: OrderReader, group: OrderGroup) -> tuple[str, str, str]:

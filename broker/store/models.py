@@ -152,6 +152,10 @@ class RequestedProcedure(Base):
     code_scheme: Mapped[str] = mapped_column(String(64), default="")
     code_meaning: Mapped[str] = mapped_column(String(64), default="")
     study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    # The Accession Number a worklist item carries (IHE RAD-4: one per IPC); the order's
+    # accession when the order sent one for all its procedures. Searched by the worklist.
+    accession_number: Mapped[str | None] = mapped_column(String(16), index=True)
+    accession_issuer: Mapped[str] = mapped_column(String(64), default="")
 
     order: Mapped[Order] = relationship(back_populates="procedures")
     steps: Mapped[list[ScheduledStep]] = relationship(

@@ -8,13 +8,13 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Callable
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from broker.domain.lifecycle import (
     NOT_STARTED, IllegalTransition, StepEvent, StepStatus, next_status, order_status,
 )
-from broker.domain.records import OrderRequest, StepRequest
+from broker.domain.records import OrderRequest, ProcedureRequest, StepRequest
 from broker.store.models import (
     Order, Patient, RequestedProcedure, ScheduledStep, StepStationAE,
 )
@@ -46,27 +46,30 @@ def existing_order(session: Session, placer: str, issuer: str = "") -> Order:
 
 
 _orders = Order.__table__
-# Built once: every new order is checked against it.
-_CLASH = select(_orders.c.placer_order_number, _orders.c.placer_issuer).where(or_(
-    and_(_orders.c.placer_order_number == bindparam("placer"),
-         _orders.c.placer_issuer == bindparam("placer_issuer")),
-    and_(_orders.c.accession_number == bindparam("accession"),
-         _orders.c.accession_issuer == bindparam("accession_issuer")))).limit(1)
+_procedures = RequestedProcedure.__table__
+# Built once: every new order is checked against them.
+_PLACER_TAKEN = select(_orders.c.id).where(
+    _orders.c.placer_order_number == bindparam("placer"),
+    _orders.c.placer_issuer == bindparam("issuer")).limit(1)
+# Every procedure carries its accession (its own or its order's), so one table answers.
+_ACCESSION_TAKEN = select(_procedures.c.id).where(
+    _procedures.c.accession_number == bindparam("accession"),
+    _procedures.c.accession_issuer == bindparam("issuer")).limit(1)
 
 
 def order_conflict(session: Session, request: OrderRequest) -> str | None:
     """Why a new order would clash with a stored one (placer or accession), or None."""
-    row = session.execute(_CLASH, dict(
-        placer=request.placer_order_number, placer_issuer=request.placer_issuer,
-        # NULL matches nothing: an order without an accession cannot clash on it.
-        accession=request.accession_number or None,
-        accession_issuer=request.accession_issuer)).first()
-    if row is None:
-        return None
-    if (row.placer_order_number, row.placer_issuer) == (request.placer_order_number,
-                                                       request.placer_issuer):
+    if session.execute(_PLACER_TAKEN, dict(placer=request.placer_order_number,
+                                           issuer=request.placer_issuer)).first():
         return f"order {request.placer_order_number} already exists"
-    return f"accession number {request.accession_number} is already used"
+    accessions = dict.fromkeys(procedure_accession(request, proc) for proc in request.procedures)
+    if request.accession_number:
+        accessions[(request.accession_number, request.accession_issuer)] = None
+    for accession, issuer in accessions:
+        if accession and session.execute(_ACCESSION_TAKEN, dict(accession=accession,
+                                                                issuer=issuer)).first():
+            return f"accession number {accession} is already used"
+    return None
 
 
 def store_order(session: Session, request: OrderRequest, new_uid: Callable[[], str],
@@ -116,10 +119,12 @@ def insert_order(session: Session, request: OrderRequest, patient_id: int,
         status="SCHEDULED", source_channel=source_channel,
         source_message_id=source_message_id)).scalar_one()
     for proc in request.procedures:
+        accession, issuer = procedure_accession(request, proc)
         proc_id = session.execute(_INSERT_PROCEDURE, dict(
             order_id=order_id, procedure_id=proc.procedure_id, code_value=proc.code_value,
             code_scheme=proc.code_scheme, code_meaning=proc.code_meaning,
-            study_instance_uid=proc.study_instance_uid or new_uid())).scalar_one()
+            study_instance_uid=proc.study_instance_uid or new_uid(),
+            accession_number=accession, accession_issuer=issuer)).scalar_one()
         for step in proc.steps:
             step_id = session.execute(_INSERT_STEP, dict(
                 requested_procedure_id=proc_id, status="SCHEDULED", extra={},
@@ -129,6 +134,13 @@ def insert_order(session: Session, request: OrderRequest, patient_id: int,
                 session.execute(_INSERT_STATION,
                                 [{"step_id": step_id, "ae_title": t} for t in titles])
     return order_id
+
+
+def procedure_accession(request: OrderRequest, proc: ProcedureRequest) -> tuple[str | None, str]:
+    """The procedure's own accession and issuer, else the order's (NULL when neither has one)."""
+    if proc.accession_number:
+        return proc.accession_number, proc.accession_issuer
+    return request.accession_number or None, request.accession_issuer
 
 
 def _step_columns(step: StepRequest) -> dict:
@@ -189,6 +201,7 @@ def change_order(session: Session, order: Order, request: OrderRequest,
             procedure.study_instance_uid = proc.study_instance_uid
         procedure.code_value, procedure.code_scheme = proc.code_value, proc.code_scheme
         procedure.code_meaning = proc.code_meaning
+        procedure.accession_number, procedure.accession_issuer = procedure_accession(request, proc)
         steps = {s.step_id: s for s in procedure.steps}
         for step in proc.steps:
             _update_step(procedure, steps.get(step.step_id), step)

@@ -58,12 +58,12 @@ def holders(session: Session, record: PatientRecord) -> list[Patient]:
     if not pairs:
         return []
     rows = session.scalars(
-        select(PatientIdentifier)
+        select(Patient).join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
         .where(tuple_(PatientIdentifier.value, PatientIdentifier.issuer).in_(pairs))
         .order_by(PatientIdentifier.id)).all()
     found: dict[int, Patient] = {}
     for row in rows:
-        patient = surviving(session, row.patient)
+        patient = surviving(session, row)
         found.setdefault(patient.id, patient)
     return list(found.values())
 

@@ -49,7 +49,7 @@ def match_references(session: Session, references: Iterable[ScheduledReference],
                 .join(RequestedProcedure, ScheduledStep.requested_procedure_id == RequestedProcedure.id)
                 .join(Order, RequestedProcedure.order_id == Order.id))
         for value, column in ((ref.study_instance_uid, RequestedProcedure.study_instance_uid),
-                              (ref.accession_number, Order.accession_number),
+                              (ref.accession_number, RequestedProcedure.accession_number),
                               (ref.requested_procedure_id, RequestedProcedure.procedure_id),
                               (ref.scheduled_step_id, ScheduledStep.step_id)):
             if value:

@@ -103,7 +103,7 @@ def list_steps(session: Session, statuses: Iterable[str] = (), limit: int = 100)
             .join(Order, RequestedProcedure.order_id == Order.id)
             .order_by(ScheduledStep.start_at, ScheduledStep.id).limit(limit))
     return [StepRow(step.id, step.step_id, step.status, step.modality, step.station_ae_title,
-                    step.start_at, order.accession_number or "", proc.procedure_id, order.id,
+                    step.start_at, proc.accession_number or "", proc.procedure_id, order.id,
                     order.status)
             for step, proc, order in session.execute(stmt).all()]
 

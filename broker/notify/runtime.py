@@ -1,6 +1,7 @@
 """The notification machinery of one `broker serve`: triggers, MLLP sender, PACS queries."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -11,6 +12,8 @@ from broker.notify.pacs_check import Ask
 from broker.notify.templates import Templates, load_templates
 from broker.notify.triggers import Notifier
 from broker.resources import mappings_dir
+
+log = logging.getLogger(__name__)
 
 
 def site_templates(settings: Settings) -> Templates:
@@ -28,6 +31,10 @@ class NotifyRuntime:
 
     def __post_init__(self) -> None:
         self.notifier = Notifier(self.settings.notify, site_templates(self.settings))
+        if self.settings.notify.fhir:
+            # Say so rather than pretend: FHIR ImagingStudy writes are not part of this build.
+            log.warning("notify.fhir is set, but FHIR notifications are not built yet; "
+                        "only HL7 destinations are told")
 
     @property
     def sender(self) -> MllpSender:

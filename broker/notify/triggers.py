@@ -179,8 +179,12 @@ def find_orders(session: Session, study_instance_uid: str, accession_number: str
         .where(or_(*conditions)).distinct().order_by(Order.id))) if study_instance_uid else []
     if by_uid or not accession_number:
         return by_uid
-    return list(session.scalars(select(Order).where(Order.accession_number == accession_number)
-                                .order_by(Order.id)))
+    # Each requested procedure may carry its own accession (IHE RAD-4 IPC-1), else the order's.
+    return list(session.scalars(
+        select(Order).outerjoin(RequestedProcedure, RequestedProcedure.order_id == Order.id)
+        .where(or_(Order.accession_number == accession_number,
+                   RequestedProcedure.accession_number == accession_number))
+        .distinct().order_by(Order.id)))
 
 
 def _exam_running(session: Session, order: Order) -> bool:

@@ -1,14 +1,14 @@
 """notifications to the EHR: what a notification tells, and studies awaiting the PACS
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0014
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0016'
-down_revision = '0012'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

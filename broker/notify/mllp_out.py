@@ -94,7 +94,8 @@ class MllpSender:
             try:
                 writer.writeblock(payload)
                 await writer.drain()
-                ack = await asyncio.wait_for(reader.readblock(), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task per message, as wait_for has
+                    ack = await reader.readblock()
             except asyncio.TimeoutError:
                 await self._drop(destination)
                 return Delivery(False, f"no ACK from {destination} within {self.timeout:g} s")

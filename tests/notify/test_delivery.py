@@ -135,3 +135,30 @@ def test_a_crash_between_send_and_mark_sends_once_more_with_the_same_control_id(
     finally:
         ehr.close()
     assert [r.control_id for r in ehr.received] == [first["id"], first["id"]]
+
+
+def test_an_ehr_that_never_answers_is_retried_not_given_up(tmp_path):
+    import socket
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def swallow():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=swallow, daemon=True).start()
+    broker = _broker(tmp_path, f"127.0.0.1:{listener.getsockname()[1]}", ack_timeout_seconds=0.3)
+    try:
+        perform(broker, order_and_worklist(broker), images=1)
+        row = _wait(lambda: next((r for r in _rows(broker.sessions) if r.attempts >= 2), None))
+    finally:
+        broker.stop()
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert row.status == "PENDING" and "no ACK" in row.last_error

@@ -31,6 +31,11 @@ class NotifyRuntime:
 
     def __post_init__(self) -> None:
         self.notifier = Notifier(self.settings.notify, site_templates(self.settings))
+        pacs = self.settings.pacs
+        if self.notifier.enabled and self.settings.notify.trigger == "pacs" \
+                and not (pacs.host or pacs.qido_url):
+            log.warning("notify.trigger is pacs but [pacs] names no host or qido_url: studies "
+                        "wait for the PACS's own report (IAN or study-stable) or give up")
         if self.settings.notify.fhir:
             # Say so rather than pretend: FHIR ImagingStudy writes are not part of this build.
             log.warning("notify.fhir is set, but FHIR notifications are not built yet; "

@@ -173,10 +173,10 @@ def linked_orders(session: Session, performed: PerformedStep) -> list[Order]:
 
 def find_orders(session: Session, study_instance_uid: str, accession_number: str) -> list[Order]:
     """Orders holding the study (by Study Instance UID), else by accession number."""
-    conditions = [RequestedProcedure.study_instance_uid == study_instance_uid]
     by_uid = list(session.scalars(
         select(Order).join(RequestedProcedure, RequestedProcedure.order_id == Order.id)
-        .where(or_(*conditions)).distinct().order_by(Order.id))) if study_instance_uid else []
+        .where(RequestedProcedure.study_instance_uid == study_instance_uid)
+        .distinct().order_by(Order.id))) if study_instance_uid else []
     if by_uid or not accession_number:
         return by_uid
     # Each requested procedure may carry its own accession (IHE RAD-4 IPC-1), else the order's.

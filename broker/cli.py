@@ -11,6 +11,7 @@ from pathlib import Path
 from broker import __version__
 from broker.config import ConfigError, Settings, load_settings
 from broker.dicom.commands import register as register_dicom_commands
+from broker.fhir.commands import register as register_fhir_commands
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.matching.commands import register as register_matching_commands
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     # Each capability adds its own commands, the same way.
     for register in (register_matching_commands, register_hl7_commands, register_dicom_commands,
-                     register_notify_commands):
+                     register_notify_commands, register_fhir_commands):
         register(commands.add_parser, common)
     return parser
 

@@ -166,6 +166,32 @@ class MatchingSettings:
 
 
 @dataclass(frozen=True)
+class FhirSettings:
+    # The EHR's FHIR R4 base URL; empty: FHIR order intake is off.
+    base_url: str = ""
+    # rest-hook (classic R4 criteria Subscription), backport (R5 Backport IG topic), poll (search only).
+    mode: str = "rest-hook"
+    # The URL the FHIR server calls; empty: http://<web host>:<web port>/fhir/notify.
+    callback_url: str = ""
+    # Catch-up search interval (in poll mode the only path).
+    poll_seconds: float = 60.0
+    # rest-hook criteria: imaging ServiceRequests (SNOMED CT 363679005 "Imaging", as the HL7
+    # Imaging ServiceRequest IG categorises them), any status so that cancellations are heard.
+    criteria: str = "ServiceRequest?category=http://snomed.info/sct|363679005"
+    # backport: the SubscriptionTopic canonical URL.
+    topic: str = ""
+    # How the broker authenticates to the FHIR server: none, basic, bearer, client-credentials.
+    auth: str = "none"
+    username: str = ""       # basic
+    password: str = ""       # basic
+    token: str = ""          # bearer
+    token_url: str = ""      # client-credentials (OAuth 2.0 client_credentials grant)
+    client_id: str = ""
+    client_secret: str = ""  # client_secret_basic; or, instead:
+    private_key_file: str = ""  # PEM key for a signed JWT assertion (SMART Backend Services)
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -183,6 +209,7 @@ class Settings:
     matching: MatchingSettings = field(default_factory=MatchingSettings)
     pacs: PacsSettings = field(default_factory=PacsSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -323,6 +350,8 @@ def _validate(section: str, settings: Any) -> None:
                 raise ConfigError(f"mpps.forward_to: {peer!r} is not AE_TITLE@host:port")
     if section == "notify":
         _validate_notify(settings)
+    if section == "fhir":
+        _validate_fhir(settings)
     if section == "logging" and settings.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"logging.level: {settings.level!r} is not one of DEBUG, INFO, WARNING, ERROR")
 
@@ -372,3 +401,30 @@ def _validate_notify(settings: NotifySettings) -> None:
         raise ConfigError(f"notify.trigger: {settings.trigger!r} is not one of mpps, pacs, ian")
     if settings.interval_seconds <= 0 or settings.batch_size < 1:
         raise ConfigError("notify.interval_seconds and notify.batch_size: must be positive")
+
+
+def _validate_fhir(settings: FhirSettings) -> None:
+    if settings.mode not in ("rest-hook", "backport", "poll"):
+        raise ConfigError(f"fhir.mode: {settings.mode!r} is not one of rest-hook, backport, poll")
+    if settings.auth not in ("none", "basic", "bearer", "client-credentials"):
+        raise ConfigError(f"fhir.auth: {settings.auth!r} is not one of none, basic, bearer, "
+                          "client-credentials")
+    if settings.poll_seconds <= 0:
+        raise ConfigError("fhir.poll_seconds: must be more than 0")
+    if not settings.base_url:
+        return
+    if not settings.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"fhir.base_url: {settings.base_url!r} is not an http(s) URL")
+    if settings.mode == "backport" and not settings.topic:
+        raise ConfigError("fhir.topic: backport mode needs the SubscriptionTopic URL")
+    if settings.mode == "rest-hook" and not settings.criteria.startswith("ServiceRequest"):
+        raise ConfigError(f"fhir.criteria: {settings.criteria!r} must search ServiceRequest")
+    needed = {"basic": ("username", "password"), "bearer": ("token",),
+              "client-credentials": ("token_url", "client_id")}
+    for key in needed.get(settings.auth, ()):
+        if not getattr(settings, key):
+            raise ConfigError(f"fhir.{key}: needed with fhir.auth = {settings.auth}")
+    if settings.auth == "client-credentials" and \
+            bool(settings.client_secret) == bool(settings.private_key_file):
+        raise ConfigError("fhir.client_secret or fhir.private_key_file: give one of them with "
+                          "fhir.auth = client-credentials")

@@ -17,9 +17,10 @@ from broker.store.housekeeping import cancel_stale_steps, purge_finished
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(settings: Settings, engine: Engine,
-                    sessions: sessionmaker[Session], notify=None) -> BackgroundScheduler:
-    """The scheduler with every job this configuration needs; not started. `notify`: the
+def build_scheduler(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
+                    fhir=None, notify=None) -> BackgroundScheduler:
+    """The scheduler with every job this configuration needs; not started. `fhir`: the
+    process's broker.fhir.sync.FhirSync when [fhir] base_url is set; `notify`: the
     broker.notify.runtime.NotifyRuntime whose outbox and PACS checks run here."""
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     if is_sqlite(engine):
@@ -45,6 +46,11 @@ def build_scheduler(settings: Settings, engine: Engine,
         scheduler.add_job(run_housekeeping, "interval",
                           minutes=worklist.housekeeping_interval_minutes,
                           args=[sessions, settings], id="worklist-housekeeping")
+    if settings.fhir.base_url and fhir is not None:
+        # Subscription watch/revive and the catch-up search, run by the FHIR worker thread
+        # (serialised with notifications); across processes the catch-up takes a database lock.
+        scheduler.add_job(fhir.request_tick, "interval", seconds=settings.fhir.poll_seconds,
+                          id="fhir-sync")
     return scheduler
 
 

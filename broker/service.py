@@ -54,6 +54,7 @@ class Broker:
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)
         self.notify = NotifyRuntime(self.settings)  # validates mappings/notify.toml now
+        self.fhir = None  # broker.fhir.sync.FhirSync when [fhir] base_url is set
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (once per Broker)."""
@@ -74,9 +75,14 @@ class Broker:
                                         notifier=self.notify.notifier)
             self.listeners.dicom = server.server_address[:2]
             self._stop_callbacks.append(server.shutdown)
+        if self.settings.fhir.base_url:
+            self._build_fhir()
         if self.settings.web.enabled:
             self._start_web()
-        scheduler = build_scheduler(self.settings, self.engine, self.sessions, self.notify)
+        if self.fhir is not None:
+            self._start_fhir()
+        scheduler = build_scheduler(self.settings, self.engine, self.sessions, fhir=self.fhir,
+                                    notify=self.notify)
         scheduler.start()
         self._stop_callbacks.append(self.notify.close)
         self._stop_callbacks.append(lambda: scheduler.shutdown(wait=False))
@@ -111,9 +117,23 @@ class Broker:
             thread.join(10)
         self._stop_callbacks.append(stop)
 
+    def _build_fhir(self) -> None:
+        from broker.fhir.sync import FhirSync
+        self.fhir = FhirSync(self.settings, self.engine, self.sessions)  # mappings validated now
+
+    def _start_fhir(self) -> None:
+        from broker.fhir.sync import callback_url
+        self.fhir.keeper.callback = callback_url(self.settings, self.listeners.web)
+        self.fhir.start()
+        self._stop_callbacks.append(self.fhir.stop)
+
     def _start_web(self) -> None:
         app = create_app(self.sessions)
         app.extensions["broker.notify"] = self.notify  # the PACS's stable-study hook
+        if self.fhir is not None:
+            from broker.fhir.endpoint import bp as fhir_notify
+            app.register_blueprint(fhir_notify)
+            app.extensions["broker.fhir"] = self.fhir
         server: BaseWSGIServer = make_server(self.settings.web.host, self.settings.web.port, app,
                                              threaded=True)
         self.listeners.web = server.server_address[:2]

@@ -50,6 +50,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as store:
         sessions = store.sessions
+        if _channel_of(sessions, args.id) == "fhir":
+            return _reprocess_fhir(args, settings, store)
         try:
             outcome = build_intake(settings, sessions).reprocess(args.id, args.charset)
         except (KeyError, ValueError) as exc:
@@ -59,10 +61,42 @@ def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if outcome.status == "PROCESSED" else 1
 
 
+def _channel_of(sessions, message_id: int) -> str | None:
+    from broker.store.models import InboundMessage
+    with sessions() as session:
+        row = session.get(InboundMessage, message_id)
+        return row.channel if row is not None else None
+
+
+def _reprocess_fhir(args: argparse.Namespace, settings: Settings, store) -> int:
+    """A FHIR row is applied again by the FHIR intake (it re-reads the Patient)."""
+    from broker.fhir.client import FhirError
+    from broker.fhir.sync import FhirSync, callback_url
+    if not settings.fhir.base_url:
+        print("broker: fhir.base_url is not set: FHIR messages cannot be reprocessed")
+        return 1
+    sync = FhirSync(settings, store.engine, store.sessions, callback_url(settings, None))
+    try:
+        status = sync.reprocess(args.id)
+    except (KeyError, ValueError, FhirError) as exc:
+        print(f"broker: {exc.args[0]}")
+        return 1
+    print(f"message #{args.id}: {status}")
+    return 0 if status == "PROCESSED" else 1
+
+
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     mappings = site_mappings(settings)  # MappingError -> exit 2 with file:line, in cli.main
     from broker.notify.runtime import site_templates
     site_templates(settings)  # the outbound message templates (mappings/notify.toml)
     print(f"mappings ok: {len(mappings.procedures)} procedure codes, {len(mappings.senders)} "
           f"sender overrides, {len(mappings.station_rules)} station rules")
+    from pathlib import Path
+    from broker.fhir.mapping import load_fhir_mapping
+    from broker.resources import mappings_dir
+    folder = Path(settings.hl7.mappings_dir) if settings.hl7.mappings_dir else mappings_dir()
+    if (folder / "fhir.toml").is_file():
+        fhir = load_fhir_mapping(folder / "fhir.toml")
+        print(f"fhir.toml ok: {sum(map(len, fhir.order.values()))} order and "
+              f"{sum(map(len, fhir.patient.values()))} patient expressions")
     return 0

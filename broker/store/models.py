@@ -388,3 +388,29 @@ class StudyCheck(Base):
     last_result: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+
+class FhirResourceVersion(Base):
+    """The newest version of each FHIR resource the broker applied (or wrote itself): a version
+    at or below it is a repeat, an out-of-order delivery or the echo of the broker's own write."""
+    __tablename__ = "fhir_resource_version"
+    __table_args__ = (UniqueConstraint("resource_type", "resource_id",
+                                       name="uq_fhir_resource_version_resource"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    last_updated: Mapped[str] = mapped_column(String(40), default="")
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
+    applied_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+
+class FhirState(Base):
+    """Durable FHIR intake state shared by every broker process: the catch-up watermark, the
+    Subscription id, its shared secret, the last event number and heartbeat."""
+    __tablename__ = "fhir_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)

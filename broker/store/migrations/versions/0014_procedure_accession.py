@@ -5,14 +5,14 @@ segments name different accessions gets one per requested procedure, and the wor
 and searches each item by its own. Existing procedures take their order's accession.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0014'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

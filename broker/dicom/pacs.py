@@ -3,6 +3,7 @@ Study Root), or QIDO-RS (PS3.18 10.6) when [pacs] qido_url is set."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass

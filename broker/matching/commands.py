@@ -1,4 +1,5 @@
-"""The CLI of reconciliation: `broker patients import|scan|unmerge`, `broker matches list|link|dismiss`."""
+"""The CLI of reconciliation: `broker patients import|train|scan|unmerge`,
+`broker matches list|link|dismiss`."""
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,17 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
                                      "reported with their line number; the rest are imported.")
     imp.add_argument("file", type=Path, metavar="FILE.csv")
     imp.set_defaults(run=_import)
+    train = sub.add_parser("train", parents=[common, actor],
+                           help="fit the matching model on the current patients",
+                           description="Learn the matching model (m and u of every field's "
+                                       "comparison levels, by EM without labels) from the "
+                                       "patients in the database and store it as the next "
+                                       "version; scans and live searches use the newest.")
+    train.set_defaults(run=_train)
     scan = sub.add_parser("scan", parents=[common], help="find likely duplicate patients",
-                          description="Score every pair of patients sharing a blocking key; "
-                                      "queue likely duplicates for review.")
+                          description="Score every pair of patients sharing a blocking key "
+                                      "with the newest trained model (fitting one first when "
+                                      "there is none); queue likely duplicates for review.")
     scan.add_argument("--output", type=Path, metavar="pairs.csv",
                       help="also write patient_a,patient_b,score,decision for every flagged pair")
     scan.set_defaults(run=_scan)
@@ -81,9 +90,31 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
         bar.finish()
         for line, reason in report.errors:
             print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+        for line, reason in report.warnings:
+            print(f"{args.file}:{line}: warning: {reason}", file=sys.stderr)
         print(f"imported {report.created} new, updated {report.updated}, "
-              f"rejected {len(report.errors)}")
+              f"rejected {len(report.errors)}"
+              + (f", {len(report.warnings)} with warnings" if report.warnings else ""))
         return 1 if report.errors else 0
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from broker.matching.train import TrainingError, train
+    from broker.store.db import read_only_sessions
+
+    with open_store(settings) as store:
+        try:
+            report = train(store.sessions, settings.matching, _actor(args),
+                           read_sessions=read_only_sessions(store.engine),
+                           on_stage=lambda stage: print(f"train: {stage}", file=sys.stderr))
+        except TrainingError as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
+        print(f"model version {report.version} trained on {report.patients} patients: "
+              f"{report.candidate_pairs} candidate pairs (of {report.blocked_pairs} blocked), "
+              f"{report.random_pairs} random pairs; estimated share of true pairs among "
+              f"candidates {report.model.info.get('candidate_match_share', 0):.4f}")
+        return 0
 
 
 def _scan(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,9 +130,18 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
             if bar is None:
                 bar = Progress("scan", total)
             bar.advance(done - bar.done)
-        report = scan(sessions, settings.matching, progress, args.output)
+        from broker.store.db import read_only_sessions
+        report = scan(sessions, settings.matching, progress, args.output,
+                      read_sessions=read_only_sessions(store.engine))
         if bar is not None:
             bar.finish()
+        if report.trained:
+            print(f"no trained matching model: fitted model version {report.model_version} on "
+                  f"the {report.patients} patients first (`broker patients train` refits it)")
+        elif report.default_model:
+            print(f"no trained matching model and only {report.patients} patients (fewer than "
+                  f"matching.train_min_patients = {settings.matching.train_min_patients}): "
+                  f"scored with the shipped default model")
         review = sum(1 for f in report.flagged if f.verdict.band.value == "review")
         print(f"scanned {report.patients} patients, {report.pairs_scored} pairs: "
               f"{len(report.flagged)} flagged ({review} review, {len(report.flagged) - review} auto), "

@@ -1,7 +1,10 @@
 """`broker patients import FILE.csv`: many patients at once, with bulk inserts.
 
 Header: identifier,issuer,family_name,given_name,birth_date,sex,address,phone. A bad row is
-reported with its line number and reason and the rest are imported. A row whose identifier is
+reported with its line number and reason and the rest are imported. A birth date that is not a
+date (00000000, 19800230, 19214019) loses nothing a person would keep: the patient is imported
+with the birth date unknown, the text as received kept in patient.extra["birth_date_raw"], and
+the line reported as a warning. A row whose identifier is
 already known goes through upsert_patient like any update (so conflicts are flagged) unless its
 demographics are unchanged; new rows are inserted in batches with their identifiers and blocking
 keys, one transaction per batch. Duplicates among the imported
@@ -41,28 +44,47 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    record: PatientRecord
+    extra: dict[str, Any]   # what is kept beside the demographics (the raw birth date)
+    warning: str = ""
 
 
 def parse_row(row: dict[str, str]) -> PatientRecord:
     """A CSV row as a PatientRecord; ValueError says what is wrong with it."""
+    return parse_row_kept(row)[0]
+
+
+def parse_row_kept(row: dict[str, str]) -> tuple[PatientRecord, dict[str, Any], str]:
+    """A CSV row as a PatientRecord, the raw values kept beside it, and a warning ("" for
+    none); ValueError says why the row cannot be imported at all."""
     values = {k: (row.get(k) or "").strip() for k in COLUMNS}
     if not values["identifier"]:
         raise ValueError("identifier is empty")
     for name, limit in LIMITS.items():
         if len(values[name]) > limit:
             raise ValueError(f"{name} is longer than {limit} characters")
-    birth = values["birth_date"]
+    birth, extra, warning = values["birth_date"], {}, ""
     if birth:
         normal = parse_birth_date(birth)
         if not normal or len(birth.replace("-", "")) != 8 or not _date_shape(birth):
-            raise ValueError(f"birth_date {birth!r} is not a date (YYYYMMDD or YYYY-MM-DD)")
+            extra = {"birth_date_raw": birth[:32]}
+            warning = (f"birth_date {birth[:32]!r} is not a date (YYYYMMDD or YYYY-MM-DD): "
+                       f"imported as unknown, the text kept")
+            normal = ""
         birth = normal
     sex = values["sex"].upper()
     if sex not in SEXES:
         raise ValueError(f"sex {values['sex']!r} is not one of M, F, O, U")
-    return PatientRecord((Identifier(values["identifier"], values["issuer"]),),
-                         PersonName(values["family_name"], values["given_name"]), birth, sex,
-                         values["address"], values["phone"])
+    record = PatientRecord((Identifier(values["identifier"], values["issuer"]),),
+                           PersonName(values["family_name"], values["given_name"]), birth, sex,
+                           values["address"], values["phone"])
+    return record, extra, warning
 
 
 def _date_shape(text: str) -> bool:
@@ -70,8 +92,8 @@ def _date_shape(text: str) -> bool:
         len(text) == 10 and text[4] == text[7] == "-" and text.replace("-", "").isdigit())
 
 
-def read_rows(path: Path, report: ImportReport) -> Iterator[tuple[int, PatientRecord]]:
-    """Valid rows of the file with their line numbers; bad rows go into the report."""
+def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
+    """Valid rows of the file with their line numbers; bad rows and warnings go into the report."""
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
@@ -89,7 +111,7 @@ def read_rows(path: Path, report: ImportReport) -> Iterator[tuple[int, PatientRe
             for row in reader:
                 line = reader.line_num
                 try:
-                    record = parse_row(row)
+                    record, extra, warning = parse_row_kept(row)
                 except ValueError as exc:
                     report.errors.append((line, str(exc)))
                     continue
@@ -99,7 +121,9 @@ def read_rows(path: Path, report: ImportReport) -> Iterator[tuple[int, PatientRe
                                                 f"already on line {seen[key]}"))
                     continue
                 seen[key] = line
-                yield line, record
+                if warning:
+                    report.warnings.append((line, warning))
+                yield Row(line, record, extra, warning)
         except (csv.Error, UnicodeDecodeError) as exc:
             report.errors.append((reader.line_num, f"unreadable: {exc}"))
 
@@ -114,7 +138,7 @@ def import_csv(sessions: sessionmaker[Session], path: Path, actor: str = "import
                on_progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import the patients of a CSV file; returns counts and the rejected rows."""
     report = ImportReport()
-    batch: list[tuple[int, PatientRecord]] = []
+    batch: list[Row] = []
     for item in read_rows(path, report):
         batch.append(item)
         if len(batch) >= BATCH:
@@ -132,15 +156,16 @@ def import_csv(sessions: sessionmaker[Session], path: Path, actor: str = "import
     return report
 
 
-def _import_batch(sessions: sessionmaker[Session], batch: list[tuple[int, PatientRecord]],
+def _import_batch(sessions: sessionmaker[Session], batch: list[Row],
                   report: ImportReport) -> None:
     with sessions.begin() as session:
-        known = _known_demographics(session, [r for _, r in batch])
+        known = _known_demographics(session, [r.record for r in batch])
         new = []
-        for _, record in batch:
+        for item in batch:
+            record = item.record
             key = (record.primary.value, record.primary.issuer)
             if key not in known:
-                new.append(record)
+                new.append(item)
                 continue
             report.updated += 1
             # Unchanged (the usual case when a file is imported again): upsert_patient would
@@ -165,13 +190,14 @@ def _known_demographics(session: Session, records: list[PatientRecord]) -> dict[
             for r in rows}
 
 
-def _bulk_insert(session: Session, records: list[PatientRecord]) -> None:
+def _bulk_insert(session: Session, items: list[Row]) -> None:
     # Core executemany on the tables: the ORM's per-row bookkeeping (bulk or not) is most of
     # the cost of a large import, and none of these rows is needed as an object afterwards.
     now = utcnow()
     patients = Patient.__table__
-    rows = [{**demographic_values(r), "extra": {}, "created_at": now, "updated_at": now}
-            for r in records]
+    records = [item.record for item in items]
+    rows = [{**demographic_values(item.record), "extra": item.extra, "created_at": now,
+             "updated_at": now} for item in items]
     ids = session.execute(insert(patients).returning(patients.c.id, sort_by_parameter_order=True),
                           rows).scalars().all()
     idents, keys = [], []

@@ -2,12 +2,13 @@
 
 The scan blocks in memory with the same keys candidate search stores (broker.matching.score.blocking),
 so every pair it scores shares at least one key; oversized blocks (a key shared by thousands of
-patients says nothing) are skipped and counted.
+patients says nothing) are skipped and counted. Pairs are scored with the site's newest trained
+model; on a site that has none, a model is fitted on its patients first (and the report says
+so), or, with fewer than train_min_patients patients, the shipped default model scores.
 """
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,13 +17,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import MatchingSettings
+from broker.matching.model_store import default_model, save_model, stored_model
+from broker.matching.pairs import MAX_BLOCK, blocked_pairs, load_live_profiles  # noqa: F401
 from broker.matching.queue import OPEN, SYSTEM_ACTOR, auto_link
-from broker.matching.score import Band, Profile, Verdict, block_keys, judge, profile
+from broker.matching.score import Band, Policy, Profile, Verdict, judge
 from broker.matching.search import policy_of
+from broker.matching.train import fit_profiles
 from broker.store.audit import record_event
-from broker.store.models import AuditEvent, MatchCandidate, Patient, PatientIdentifier
-
-MAX_BLOCK = 1000
+from broker.store.models import AuditEvent, MatchCandidate, Patient
 
 
 @dataclass
@@ -40,56 +42,38 @@ class ScanReport:
     queued: int = 0
     auto_linked: int = 0
     skipped_blocks: int = 0
-
-
-def load_live_profiles(session: Session, with_identifiers: bool) -> tuple[dict[int, Profile], dict[int, str]]:
-    """Profiles of every live patient, and each one's primary identifier value."""
-    primary: dict[int, str] = {}
-    idents: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for pid, value, issuer in session.execute(
-            select(PatientIdentifier.patient_id, PatientIdentifier.value, PatientIdentifier.issuer)
-            .order_by(PatientIdentifier.id)).yield_per(20000):
-        primary.setdefault(pid, value)
-        if with_identifiers:
-            idents[pid].append((value, issuer))
-    profiles = {}
-    for r in session.execute(
-            select(Patient.id, Patient.family_name, Patient.given_name, Patient.birth_date,
-                   Patient.sex, Patient.address, Patient.phone)
-            .where(Patient.merged_into_id.is_(None)).order_by(Patient.id)).yield_per(20000):
-        profiles[r[0]] = profile(r[1], r[2], r[3], r[4], r[5], r[6], idents.get(r[0], ()))
-    return profiles, primary
+    model_version: int | None = None   # the stored model that scored (None: a given policy)
+    trained: bool = False              # no model was stored: one was fitted first
+    default_model: bool = False        # no model was stored and too few patients to fit one
 
 
 def candidate_pairs(profiles: dict[int, Profile], report: ScanReport) -> set[tuple[int, int]]:
     """Pairs of patients sharing a blocking key (lower id first)."""
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for pid, prof in profiles.items():
-        for key in block_keys(prof):
-            blocks[key].append(pid)
-    pairs: set[tuple[int, int]] = set()
-    for members in blocks.values():
-        if len(members) < 2:
-            continue
-        if len(members) > MAX_BLOCK:
-            report.skipped_blocks += 1
-            continue
-        members.sort()
-        for i, a in enumerate(members):
-            for b in members[i + 1:]:
-                pairs.add((a, b))
+    pairs, report.skipped_blocks = blocked_pairs(profiles)
     return pairs
 
 
 def scan(sessions: sessionmaker[Session], settings: MatchingSettings,
          on_progress: Callable[[int, int], None] | None = None,
-         output: Path | None = None) -> ScanReport:
-    """Score every blocked pair, queue the review band, link the automatic band."""
-    policy = policy_of(settings)
+         output: Path | None = None, policy: Policy | None = None,
+         read_sessions: sessionmaker[Session] | None = None) -> ScanReport:
+    """Score every blocked pair, queue the review band, link the automatic band.
+
+    `policy` overrides the stored model and the settings' bands (the bench compares scorers)."""
     report = ScanReport()
-    with sessions() as session:
-        profiles, primary = load_live_profiles(session, bool(policy.trusted_issuers))
+    with (read_sessions or sessions)() as session:
+        trusted = policy.trusted_issuers if policy else frozenset(settings.trusted_issuers)
+        profiles, primary = load_live_profiles(session, bool(trusted))
         known = _known_pairs(session)
+        model = None if policy else stored_model(session)
+    if policy is None:
+        if model is None and len(profiles) >= max(settings.train_min_patients, 2):
+            model = _fit_first(sessions, settings, profiles, report)
+        elif model is not None:
+            report.model_version = model.info.get("version")
+        else:
+            model, report.default_model = default_model(), True
+        policy = policy_of(settings, model)
     report.patients = len(profiles)
     pairs = sorted(candidate_pairs(profiles, report))
     for n, (a, b) in enumerate(pairs, 1):
@@ -105,6 +89,19 @@ def scan(sessions: sessionmaker[Session], settings: MatchingSettings,
     if output is not None:
         write_pairs(output, report.flagged, primary)
     return report
+
+
+def _fit_first(sessions: sessionmaker[Session], settings: MatchingSettings,
+               profiles: dict[int, Profile], report: ScanReport):
+    """No model trained yet: fit one on these patients and store it, as `train` would."""
+    model, sampled, blocked, randoms = fit_profiles(profiles, settings)
+    with sessions.begin() as session:
+        row = save_model(session, model, len(profiles), sampled, randoms, SYSTEM_ACTOR)
+        record_event(session, SYSTEM_ACTOR, "patients.train", "matching_model", row.version,
+                     patients=len(profiles), candidate_pairs=sampled, blocked_pairs=blocked,
+                     random_pairs=randoms, reason="scan without a trained model")
+        report.model_version, report.trained = row.version, True
+    return model
 
 
 def _known_pairs(session: Session) -> dict[tuple[int, int], str]:

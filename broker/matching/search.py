@@ -16,18 +16,22 @@ from sqlalchemy.orm import Session
 
 from broker.config import MatchingSettings
 from broker.matching.score import Policy, Profile, Verdict, block_keys, judge, profile
+from broker.matching.score.model import Model
 from broker.store.models import Patient, PatientBlockKey, PatientIdentifier
 
 DEMOGRAPHIC_COLUMNS = (Patient.id, Patient.family_name, Patient.given_name, Patient.birth_date,
                        Patient.sex, Patient.address, Patient.phone)
 
 
-def policy_of(settings: MatchingSettings) -> Policy:
-    """The matching engine's band policy from the [matching] settings."""
+def policy_of(settings: MatchingSettings, model: Model | None = None) -> Policy:
+    """The matching engine's band policy from the [matching] settings: on the model's match
+    probability when one is given, on the hand-set points otherwise."""
     return Policy(review_threshold=settings.review_threshold,
                   trusted_issuers=frozenset(i.strip().upper() for i in settings.trusted_issuers),
                   auto_link_demographics=settings.auto_link_demographics,
-                  auto_threshold=settings.auto_threshold)
+                  auto_threshold=settings.auto_threshold, model=model,
+                  review_probability=settings.review_probability,
+                  auto_probability=settings.auto_probability)
 
 
 def load_profiles(session: Session, ids: Iterable[int], with_identifiers: bool = True,

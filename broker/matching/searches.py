@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import MatchingSettings
 from broker.matching import queue
+from broker.matching.model_store import current_model
 from broker.matching.score import Band, Policy, Verdict
 from broker.matching.search import load_profiles, policy_of, search
 from broker.store.models import Patient, PatientSearch
@@ -59,9 +60,10 @@ def run_pending_searches(sessions: sessionmaker[Session], settings: MatchingSett
 def _score_pending(sessions: sessionmaker[Session], settings: MatchingSettings,
                    limit: int) -> list[_Outcome]:
     """Read phase: the oldest pending searches, each scored (or with the error that stopped it)."""
-    policy = policy_of(settings)
     outcomes = []
     with sessions() as session:
+        # The site's newest trained model, or the shipped one on a site that has trained none.
+        policy = policy_of(settings, current_model(session))
         # SKIP LOCKED keeps a concurrent run (another process) on other rows while this one
         # scores; the rows are claimed again before anything is written.
         rows = session.execute(

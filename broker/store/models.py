@@ -414,3 +414,18 @@ class FhirState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
+
+
+class MatchingModel(Base):
+    """A patient-matching model (broker.matching.score.model) fitted on this site's patients by
+    `broker patients train`; the newest one scores scans and live searches."""
+    __tablename__ = "matching_model"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    patients: Mapped[int] = mapped_column(Integer, default=0)
+    candidate_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    random_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)

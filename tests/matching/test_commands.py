@@ -1,5 +1,6 @@
 """The reconciliation CLI in the exact forms outside scripts use."""
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,6 @@ def _import(workdir: Path, rows: list[str], name: str = "patients.csv") -> int:
 
 @pytest.mark.parametrize("row, reason", [
     (",HOSP,Smith,Anna,19800101,F,,", "identifier is empty"),
-    ("X1,HOSP,Smith,Anna,19801301,F,,", "birth_date '19801301' is not a date"),
-    ("X1,HOSP,Smith,Anna,01/02/1980,F,,", "birth_date '01/02/1980' is not a date (YYYYMMDD or YYYY-MM-DD)"),
     ("X1,HOSP,Smith,Anna,19800101,Q,,", "sex 'Q' is not one of M, F, O, U"),
     ("X1,HOSP," + "S" * 65 + ",Anna,,,,", "family_name is longer than 64 characters"),
     ("A1,HOSP,Smith,Anna,,,,", "identifier A1 (issuer HOSP) already on line 2"),
@@ -54,6 +53,19 @@ def test_import_reports_bad_row_with_line_number_and_imports_the_rest(workdir, c
         assert sorted(session.scalars(select(PatientIdentifier.value))) == ["A1", "B7", "C3", "D4", "E5"]
         b7 = session.scalar(select(Patient).join(PatientIdentifier).where(PatientIdentifier.value == "B7"))
         assert (b7.birth_date, b7.address) == ("19720304", "Hauptstrasse 5 Berlin")
+
+
+@pytest.mark.parametrize("birth", ["19801301", "00000000", "19800230", "19214019", "01/02/1980"])
+def test_import_keeps_a_row_whose_birth_date_is_not_a_date_as_unknown_with_a_warning(
+        workdir, capsys, birth):
+    status = _import(workdir, ROWS[:1] + [f"X1,HOSP,Smith,Anna,{birth},F,,"] + ROWS[1:])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert f"patients.csv:3: warning: birth_date '{birth}' is not a date" in err
+    assert "imported 6 new, updated 0, rejected 0, 1 with warnings" in out
+    with _sessions(workdir)() as session:
+        x1 = session.scalar(select(Patient).join(PatientIdentifier).where(PatientIdentifier.value == "X1"))
+        assert (x1.family_name, x1.birth_date, x1.extra) == ("Smith", "", {"birth_date_raw": birth})
 
 
 def test_import_of_known_identifier_updates_and_empty_columns_are_allowed(workdir, capsys):
@@ -116,7 +128,8 @@ def test_list_link_dismiss_and_unmerge(workdir, capsys):
     assert main(["matches", "list"]) == 0
     listing = capsys.readouterr().out
     assert "2 open entries" in listing
-    assert "#1 open duplicate" in listing and "Müller^Hans" in listing and "birth_date +5.0" in listing
+    assert "#1 open duplicate" in listing and "Müller^Hans" in listing
+    assert re.search(r"birth_date \+\d+\.\d \(same", listing)  # points, then the level in words
     with _sessions(workdir)() as session:
         first, second = session.scalars(select(MatchCandidate).order_by(MatchCandidate.id)).all()
 

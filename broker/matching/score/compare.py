@@ -39,17 +39,22 @@ class FieldScore:
     similarity: float | None  # 0..1, None when a side is missing
     points: float
     note: str = ""
+    level: str = ""  # the learned model's comparison level (broker.matching.score.levels)
 
     def as_dict(self) -> dict:
         """JSON-friendly form for the review queue."""
         sim = None if self.similarity is None else round(self.similarity, 3)
-        return {"similarity": sim, "points": round(self.points, 2), "note": self.note}
+        out = {"similarity": sim, "points": round(self.points, 2), "note": self.note}
+        if self.level:
+            out["level"] = self.level
+        return out
 
 
 @dataclass(frozen=True)
 class Comparison:
     total: float
     fields: dict[str, FieldScore] = field(default_factory=dict)
+    probability: float | None = None  # match probability, when a learned model scored the pair
 
     def explain(self) -> dict[str, dict]:
         """Per-field scores as plain data."""

@@ -16,6 +16,7 @@ from broker.fhir.commands import register as register_fhir_commands
 from broker.hl7.commands import register as register_hl7_commands
 from broker.mapping.procedures import MappingError
 from broker.matching.commands import register as register_matching_commands
+from broker.notify.commands import register as register_notify_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     # Each capability adds its own commands, the same way.
     for register in (register_matching_commands, register_hl7_commands, register_dicom_commands,
-                     register_admin_commands, register_fhir_commands):
+                     register_admin_commands, register_notify_commands,
+                     register_fhir_commands):
         register(commands.add_parser, common)
     return parser
 

@@ -129,6 +129,38 @@ class MppsSettings:
 
 
 @dataclass(frozen=True)
+class PacsSettings:
+    # The PACS's query SCP, asked (C-FIND STUDY/SERIES level) whether a study's images are in.
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    qido_url: str = ""  # DICOMweb QIDO-RS base (e.g. http://pacs:8042/dicom-web) instead of C-FIND
+    calling_ae_title: str = ""  # empty: dicom.ae_title
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    # MLLP destinations "host:port" that get order status and study availability; empty: none.
+    hl7_to: tuple[str, ...] = ()
+    # When a study counts as available: mpps (final MPPS COMPLETED), pacs (MPPS COMPLETED and
+    # the PACS holds its instances), ian (an Instance Availability Notification, IHE RAD-49).
+    trigger: str = "pacs"
+    fhir: bool = False  # write ImagingStudy / ServiceRequest status to [fhir] base_url
+    interval_seconds: float = 0.25  # outbox delivery and PACS-check jobs
+    batch_size: int = 200  # notifications claimed per delivery run
+    ack_timeout_seconds: float = 10.0
+    # A claimed notification not marked within this (the process died mid-send) is sent again.
+    lease_seconds: float = 300.0
+    retry_base_seconds: float = 5.0  # backoff doubles per attempt, capped by retry_max_seconds
+    retry_max_seconds: float = 600.0
+    max_attempts: int = 0  # 0: retry until delivered; an AE/AR answer is final at once
+    pacs_check_interval_seconds: float = 15.0  # between two PACS checks of one study
+    pacs_give_up_seconds: float = 3600.0  # then the study shows as "images missing"
+    http_token: str = ""  # shared secret of POST /notify/study-stable; empty: endpoint off
+
+
+@dataclass(frozen=True)
 class UidSettings:
     # Root for UIDs the broker generates (Study Instance UIDs of orders that lack one).
     root: str = "1.2.826.0.1.3680043.10.1254."
@@ -209,6 +241,8 @@ class Settings:
     uid: UidSettings = field(default_factory=UidSettings)
     mpps: MppsSettings = field(default_factory=MppsSettings)
     matching: MatchingSettings = field(default_factory=MatchingSettings)
+    pacs: PacsSettings = field(default_factory=PacsSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     fhir: FhirSettings = field(default_factory=FhirSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -350,6 +384,8 @@ def _validate(section: str, settings: Any) -> None:
         for peer in settings.forward_to:
             if parse_peer(peer) is None:
                 raise ConfigError(f"mpps.forward_to: {peer!r} is not AE_TITLE@host:port")
+    if section == "notify":
+        _validate_notify(settings)
     if section == "fhir":
         _validate_fhir(settings)
     if section == "logging" and settings.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -383,6 +419,24 @@ def _validate_hl7(settings: Hl7Settings) -> None:
             raise ConfigError(f"hl7.allowed_peers: {entry!r} is not an address or network") from None
     if settings.tls_key_file and not settings.tls_cert_file:
         raise ConfigError("hl7.tls_key_file: set hl7.tls_cert_file too")
+
+
+def parse_hostport(text: str) -> tuple[str, int] | None:
+    """'host:port' as (host, port), or None when malformed."""
+    host, colon, port = text.strip().rpartition(":")
+    if not (colon and host and port.isdigit()) or not 0 < int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
+def _validate_notify(settings: NotifySettings) -> None:
+    for destination in settings.hl7_to:
+        if parse_hostport(destination) is None:
+            raise ConfigError(f"notify.hl7_to: {destination!r} is not host:port")
+    if settings.trigger not in ("mpps", "pacs", "ian"):
+        raise ConfigError(f"notify.trigger: {settings.trigger!r} is not one of mpps, pacs, ian")
+    if settings.interval_seconds <= 0 or settings.batch_size < 1:
+        raise ConfigError("notify.interval_seconds and notify.batch_size: must be positive")
 
 
 def _validate_fhir(settings: FhirSettings) -> None:

@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def build_scheduler(settings: Settings, engine: Engine, sessions: sessionmaker[Session],
-                    fhir=None) -> BackgroundScheduler:
+                    fhir=None, notify=None) -> BackgroundScheduler:
     """The scheduler with every job this configuration needs; not started. `fhir`: the
-    process's broker.fhir.sync.FhirSync when [fhir] base_url is set."""
+    process's broker.fhir.sync.FhirSync when [fhir] base_url is set; `notify`: the
+    broker.notify.runtime.NotifyRuntime whose outbox and PACS checks run here."""
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
     if is_sqlite(engine):
         scheduler.add_job(checkpoint_wal, "interval", minutes=10, args=[engine],
@@ -32,6 +33,14 @@ def build_scheduler(settings: Settings, engine: Engine, sessions: sessionmaker[S
         from broker.dicom.forward import forward_due
         scheduler.add_job(forward_due, "interval", seconds=settings.mpps.forward_interval_seconds,
                           args=[sessions, settings.mpps], id="mpps-forward")
+    if notify is not None and notify.notifier.enabled:
+        from broker.notify.deliver import deliver_due
+        from broker.notify.pacs_check import run_pacs_checks
+        # Every process runs them: rows are claimed (SKIP LOCKED), each is handled once.
+        scheduler.add_job(deliver_due, "interval", seconds=settings.notify.interval_seconds,
+                          args=[sessions, notify.sender, settings.notify], id="notify-deliver")
+        scheduler.add_job(run_pacs_checks, "interval", seconds=settings.notify.interval_seconds,
+                          args=[sessions, notify.notifier, notify.pacs_ask()], id="pacs-checks")
     worklist = settings.worklist
     if worklist.auto_cancel_after_days > 0 or worklist.purge_after_days > 0:
         scheduler.add_job(run_housekeeping, "interval",

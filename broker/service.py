@@ -18,6 +18,7 @@ from broker.hl7.server import MllpServer
 from broker.hl7.writer import IntakeWriter
 from broker.jobs import build_scheduler
 from broker.metrics import watch_dicom
+from broker.notify.runtime import NotifyRuntime
 from broker.store.db import read_only_sessions
 from broker.store.migrate import upgrade
 from broker.store.runtime import connect_store
@@ -52,6 +53,7 @@ class Broker:
         self.mllp_server: MllpServer | None = None
         self._migrated = False
         self.intake = build_intake(self.settings, self.sessions)
+        self.notify = NotifyRuntime(self.settings)  # validates mappings/notify.toml now
         self.fhir = None  # broker.fhir.sync.FhirSync when [fhir] base_url is set
 
     def migrate(self) -> None:
@@ -69,7 +71,8 @@ class Broker:
             # Worklist queries only read: on SQLite they never queue behind a writer.
             server = start_dicom_server(self.settings.dicom, self.settings.worklist, self.sessions,
                                         mpps_settings=self.settings.mpps,
-                                        find_sessions=read_only_sessions(self.engine))
+                                        find_sessions=read_only_sessions(self.engine),
+                                        notifier=self.notify.notifier)
             self.listeners.dicom = server.server_address[:2]
             watch_dicom(server)  # C-FIND and MPPS counts and latency for /metrics
             self._stop_callbacks.append(server.shutdown)
@@ -79,8 +82,10 @@ class Broker:
             self._start_web()
         if self.fhir is not None:
             self._start_fhir()
-        scheduler = build_scheduler(self.settings, self.engine, self.sessions, fhir=self.fhir)
+        scheduler = build_scheduler(self.settings, self.engine, self.sessions, fhir=self.fhir,
+                                    notify=self.notify)
         scheduler.start()
+        self._stop_callbacks.append(self.notify.close)
         self._stop_callbacks.append(lambda: scheduler.shutdown(wait=False))
         for name, address in self.listeners.described():
             log.info("%s listening on %s", name, address)
@@ -130,6 +135,10 @@ class Broker:
         app = create_app(self.sessions, {
             "BROKER_SETTINGS": self.settings, "BROKER_INTAKE": self.intake,
             "SECRET_KEY": secret_key(self.settings), "SESSION_COOKIE_SECURE": tls})
+        # The PACS's stable-study hook checks its own shared secret, not a login.
+        from broker.notify import http as notify_http
+        register_public_blueprint(app, notify_http.bp)
+        app.extensions["broker.notify"] = self.notify
         if self.fhir is not None:
             from broker.fhir.endpoint import bp as fhir_notify
             # The FHIR server authenticates with the subscription's shared secret, not a login.

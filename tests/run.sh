@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# openssl: the HL7 TLS test makes its certificate; chromium: the web UI's browser tests
-APT_PACKAGES=(dcmtk postgresql openssl chromium)
+# openssl: the HL7 TLS test makes its certificate; chromium: the web UI's browser tests;
+# orthanc: the PACS
+APT_PACKAGES=(dcmtk postgresql openssl chromium orthanc orthanc-dicomweb)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -68,7 +68,8 @@ def _status(kind: str, problem: AttributeProblem) -> Dataset:
 
 
 def handle_n_create(event: evt.Event, sessions: sessionmaker[Session],
-                    settings: MppsSettings) -> tuple[int | Dataset, Dataset | None]:
+                    settings: MppsSettings, notifier: Any = None
+                    ) -> tuple[int | Dataset, Dataset | None]:
     """N-CREATE of an MPPS instance (PS3.4 F.7.2.1)."""
     calling = event.assoc.requestor.ae_title
     uid = event.request.AffectedSOPInstanceUID
@@ -90,6 +91,8 @@ def handle_n_create(event: evt.Event, sessions: sessionmaker[Session],
                 raise AttributeProblem(DUPLICATE_SOP_INSTANCE, "MPPS SOP Instance already exists")
             row = start_performed_step(session, report, f"dicom:{calling}")
             _forward(session, settings, "mpps-n-create", uid, ds)
+            if notifier is not None:  # the EHR's status message commits with the change
+                notifier.after_mpps(session, row)
             _inbound(session, "N-CREATE", calling, uid, raw, "PROCESSED", "")
             unscheduled = row.unscheduled
     except AttributeProblem as problem:
@@ -118,7 +121,8 @@ def handle_n_create(event: evt.Event, sessions: sessionmaker[Session],
 
 
 def handle_n_set(event: evt.Event, sessions: sessionmaker[Session],
-                 settings: MppsSettings) -> tuple[int | Dataset, Dataset | None]:
+                 settings: MppsSettings, notifier: Any = None
+                 ) -> tuple[int | Dataset, Dataset | None]:
     """N-SET of an MPPS instance (PS3.4 F.7.2.2)."""
     calling = event.assoc.requestor.ae_title
     uid = str(event.request.RequestedSOPInstanceUID)
@@ -148,6 +152,8 @@ def handle_n_set(event: evt.Event, sessions: sessionmaker[Session],
                                         text(merged, "PerformedProcedureStepEndTime")),
                 discontinuation_reason=discontinuation_reason(merged))
             _forward(session, settings, "mpps-n-set", uid, modification)
+            if notifier is not None:
+                notifier.after_mpps(session, row)
             _inbound(session, "N-SET", calling, uid, raw, "PROCESSED", "")
     except AttributeProblem as problem:
         return _refuse("N-SET", calling, uid, raw, problem, sessions), None
@@ -209,7 +215,9 @@ def _refuse(kind: str, calling: str, uid: str, raw: bytes, problem: AttributePro
     return _status(kind, problem)
 
 
-def bound_handlers(sessions: sessionmaker[Session], settings: MppsSettings) -> list[Any]:
-    """The N-CREATE and N-SET handler entries for start_dicom_server's handler list."""
-    return [(evt.EVT_N_CREATE, handle_n_create, [sessions, settings]),
-            (evt.EVT_N_SET, handle_n_set, [sessions, settings])]
+def bound_handlers(sessions: sessionmaker[Session], settings: MppsSettings,
+                   notifier: Any = None) -> list[Any]:
+    """The N-CREATE and N-SET handler entries for start_dicom_server's handler list;
+    `notifier` (broker.notify.triggers.Notifier) queues the EHR's notifications."""
+    return [(evt.EVT_N_CREATE, handle_n_create, [sessions, settings, notifier]),
+            (evt.EVT_N_SET, handle_n_set, [sessions, settings, notifier])]

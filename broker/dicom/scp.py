@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clock import local_now
 from broker.config import DicomSettings, MppsSettings, WorklistSettings
-from broker.dicom import connections, mpps
+from broker.dicom import connections, ian, mpps
 from broker.dicom.items import build_item, compile_plan
 from broker.dicom.query_match import STATUS_UNABLE_TO_PROCESS, InvalidQuery
 from broker.dicom.worklist import QueryContext, find_rows
@@ -50,6 +50,7 @@ def build_ae(settings: DicomSettings) -> AE:
     for sop_class in (Verification, ModalityWorklistInformationFind):
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     ae.add_supported_context(ModalityPerformedProcedureStep, TRANSFER_SYNTAXES)  # PS3.4 F.7
+    ae.add_supported_context(ian.InstanceAvailabilityNotification, TRANSFER_SYNTAXES)  # PS3.4 R
     return ae
 
 
@@ -68,7 +69,7 @@ def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
                        session_factory: sessionmaker[Session],
                        mpps_settings: MppsSettings | None = None, *,
                        find_sessions: sessionmaker[Session] | None = None,
-                       ) -> ThreadedAssociationServer:
+                       notifier=None) -> ThreadedAssociationServer:
     """Start serving in background threads; returns the server (its address, shutdown()).
 
     `find_sessions` serves worklist queries (a read-only factory, say); MPPS always writes
@@ -85,7 +86,8 @@ def start_dicom_server(settings: DicomSettings, worklist: WorklistSettings,
                                            ae.acse_timeout, ae.network_timeout)
     if QUICKACK is not None:
         handlers.append((evt.EVT_DATA_SENT, rearm_quickack))
-    handlers += mpps.bound_handlers(session_factory, mpps_settings or MppsSettings())
+    handlers += ian.with_ian(mpps.bound_handlers(session_factory, mpps_settings or MppsSettings(),
+                                                 notifier), session_factory, notifier)
     server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers,
                              ssl_context=tls_context(settings))
     if settings.allowed_calling_addresses:

@@ -87,6 +87,8 @@ def _reprocess_fhir(args: argparse.Namespace, settings: Settings, store) -> int:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     mappings = site_mappings(settings)  # MappingError -> exit 2 with file:line, in cli.main
+    from broker.notify.runtime import site_templates
+    site_templates(settings)  # the outbound message templates (mappings/notify.toml)
     print(f"mappings ok: {len(mappings.procedures)} procedure codes, {len(mappings.senders)} "
           f"sender overrides, {len(mappings.station_rules)} station rules")
     from pathlib import Path

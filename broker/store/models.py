@@ -304,6 +304,9 @@ class Notification(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What the notification tells (order status IP/CM/DC, "available"): later triggers check
+    # what an order's destination has already been told.
+    event: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class MatchCandidate(Base):
@@ -378,6 +381,31 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class StudyCheck(Base):
+    """A study waiting to be confirmed in the PACS before the EHR hears it is available."""
+    __tablename__ = "study_check"
+    __table_args__ = (Index("ix_study_check_due", "status", "next_check_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    accession_number: Mapped[str] = mapped_column(String(16), default="")
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("imaging_order.id"), index=True)
+    performed_step_id: Mapped[int | None] = mapped_column(ForeignKey("performed_step.id"))
+    # What the MPPS said was made (PS3.4 F.7.2.1 Performed Series Sequence), and what the PACS holds.
+    expected_series: Mapped[int] = mapped_column(Integer, default=0)
+    expected_instances: Mapped[int] = mapped_column(Integer, default=0)
+    found_series: Mapped[int] = mapped_column(Integer, default=0)
+    found_instances: Mapped[int] = mapped_column(Integer, default=0)
+    # WAITING (checks continue), AVAILABLE (the EHR was told), MISSING (given up: images missing).
+    status: Mapped[str] = mapped_column(String(16), default="WAITING")
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    give_up_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_result: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, onupdate=_utcnow)
 
 
 class FhirResourceVersion(Base):

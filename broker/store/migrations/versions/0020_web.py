@@ -1,14 +1,14 @@
 """web sign-in: account lockout columns on app_user, and api_token for the JSON API
 
 Revision ID: 0020
-Revises: 0015
+Revises: 0016
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0020'
-down_revision = '0015'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,83 @@
+"""`broker outbox list|retry` and `broker studies list|recheck`."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from broker.config import Settings
+from broker.notify.outbox import list_notifications, retry, retry_dead
+from broker.notify.pacs_check import list_checks, recheck
+from broker.store.runtime import open_store
+
+
+def register(add_parser: Callable[..., argparse.ArgumentParser],
+             common: argparse.ArgumentParser) -> None:
+    """Add the `outbox` and `studies` commands to the CLI."""
+    outbox = add_parser("outbox", parents=[common], help="notifications to the EHR and peers",
+                        description="The outbox of notifications (HL7 to the EHR, MPPS forwards).")
+    sub = outbox.add_subparsers(title="commands", metavar="COMMAND")
+    listing = sub.add_parser("list", parents=[common], help="newest notifications first")
+    listing.add_argument("--status", choices=["pending", "failed", "dead", "delivered"])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(run=_list)
+    again = sub.add_parser("retry", parents=[common], help="send a dead notification again")
+    again.add_argument("id", nargs="?", type=int)
+    again.add_argument("--dead", action="store_true", help="every dead notification")
+    again.set_defaults(run=_retry)
+
+    studies = add_parser("studies", parents=[common], help="studies awaiting the PACS",
+                         description="Studies checked in the PACS before the EHR is told.")
+    ssub = studies.add_subparsers(title="commands", metavar="COMMAND")
+    slist = ssub.add_parser("list", parents=[common], help="newest study checks first")
+    slist.add_argument("--status", choices=["waiting", "available", "missing", "reported"])
+    slist.set_defaults(run=_studies)
+    sre = ssub.add_parser("recheck", parents=[common], help="ask the PACS again for a study")
+    sre.add_argument("id", type=int)
+    sre.set_defaults(run=_recheck)
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store, store.sessions() as session:
+        for row in list_notifications(session, args.status, args.limit):
+            print(f"{row.id}\t{row.status}\t{row.kind}\t{row.event or '-'}\t{row.destination}\t"
+                  f"attempts={row.attempts}\t{row.last_error or ''}".rstrip())
+    return 0
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    if args.dead == (args.id is not None):
+        print("broker outbox retry: give an ID or --dead")
+        return 2
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                if args.dead:
+                    print(f"{retry_dead(session)} notifications will be sent again")
+                else:
+                    retry(session, args.id)
+                    print(f"notification {args.id} will be sent again")
+        except (LookupError, ValueError) as exc:
+            print(f"broker: {exc}")
+            return 1
+    return 0
+
+
+def _studies(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store, store.sessions() as session:
+        for row in list_checks(session, args.status):
+            label = "images missing" if row.status == "MISSING" else row.status
+            print(f"{row.id}\t{label}\torder={row.order_id}\t{row.study_instance_uid}\t"
+                  f"checks={row.checks}\t{row.last_result}")
+    return 0
+
+
+def _recheck(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                recheck(session, args.id, settings.notify.pacs_give_up_seconds)
+        except (LookupError, ValueError) as exc:
+            print(f"broker: {exc}")
+            return 1
+    print(f"study check {args.id} will be checked again")
+    return 0

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterator
 
 from pydicom.dataset import Dataset
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from broker.config import WorklistSettings
@@ -160,7 +160,7 @@ def _name_condition(value: str, case_insensitive: bool) -> ColumnElement[bool]:
     for position, group in ((1, ideographic), (2, phonetic)):
         if group.strip("*"):
             conditions.append(_group_condition(Patient.name, position, group))
-    return and_(*conditions)
+    return and_(true(), *conditions)
 
 
 def _group_condition(column: Any, position: int, group: str) -> ColumnElement[bool]:

@@ -43,6 +43,8 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 def scanner_ae(title: str = "PYSCU") -> AE:
     ae = AE(ae_title=title)
+    # A loaded test machine may answer 40 queries at once slowly; that is not what is tested.
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = GUARD_SECONDS
     ae.add_requested_context(Verification)
     ae.add_requested_context(ModalityWorklistInformationFind)
     return ae

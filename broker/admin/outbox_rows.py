@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broker.clock import utcnow
+from broker.notify import outbox
 from broker.store.audit import record_event
 from broker.store.models import Notification
 
@@ -46,14 +47,16 @@ def oldest_pending_age(session: Session, now: datetime | None = None) -> float:
 
 
 def retry_notification(session: Session, notification_id: int, actor: str) -> Notification:
-    """Put a failed or dead row back in line now, attempts kept, last error kept for reference."""
+    """Put a failed or dead row back in line now (last error kept for reference), audited."""
     row = session.get(Notification, notification_id)
     if row is None:
         raise OutboxError(f"no notification #{notification_id}")
     if row.status not in ("FAILED", "DEAD"):
         raise OutboxError(f"notification #{notification_id} is {row.status.lower()}")
     before = row.status
-    row.status, row.next_attempt_at = "PENDING", utcnow()
+    # The delivery side's own revival (due now, attempts from zero), so a retried row gets its
+    # full allowance of attempts again instead of dying at its first failure.
+    outbox.retry(session, notification_id)
     record_event(session, actor, "outbox.retry", "notification", row.id, status_from=before,
                  destination=row.destination)
     return row

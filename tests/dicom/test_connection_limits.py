@@ -121,30 +121,41 @@ def test_silent_connections_are_closed_and_do_not_block_meanwhile(tmp_path):
         broker.stop()
 
 
-def test_forty_concurrent_clients_are_all_served(tmp_path):
+def test_forty_held_associations_leave_room_for_more_scanners(tmp_path):
+    """40 associations held at once (a busy department), and scanners still get answers.
+
+    The queries come from DCMTK processes: pynetdicom's requestor has a race between its
+    reactor thread and send_c_*() that, with 80 threads on two cores, now and then loses a
+    response (pynetdicom issue 875), which would fail this test for the client's sake.
+    """
     broker = start_broker(tmp_path)  # the default limit
     try:
         port = broker.listeners.dicom[1]
-        all_in = threading.Barrier(40, timeout=GUARD_SECONDS)
+        all_in = threading.Barrier(41, timeout=GUARD_SECONDS)
+        done = threading.Event()
 
-        def client(n: int) -> tuple[int, int]:
+        def hold(n: int) -> bool:
             assoc = scanner_ae(f"SCU{n}").associate("127.0.0.1", port, ae_title="BROKER")
             if not assoc.is_established:
                 all_in.abort()
-                return -1, -1
+                return False
             try:
                 all_in.wait()  # every one of the 40 holds its association now
-                query = Dataset()
-                query.PatientID = ""
-                find = [s.Status for s, _ in
-                        assoc.send_c_find(query, ModalityWorklistInformationFind)]
-                return assoc.send_c_echo().Status, find[-1]
+                done.wait(GUARD_SECONDS)
+                return assoc.is_established
             finally:
                 assoc.release()
 
-        with ThreadPoolExecutor(40) as pool:
-            results = list(pool.map(client, range(40)))
-        assert results == [(0, 0)] * 40
+        with ThreadPoolExecutor(40) as holders, ThreadPoolExecutor(8) as scanners:
+            held = [holders.submit(hold, n) for n in range(40)]
+            try:
+                all_in.wait()
+                answers = list(scanners.map(
+                    lambda n: findscu(port, ["PatientID"], calling=f"FIND{n}"), range(8)))
+            finally:
+                done.set()
+            assert [f.result() for f in held] == [True] * 40
+        assert [len(found) for found in answers] == [5] * 8
     finally:
         broker.stop()
 

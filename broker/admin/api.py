@@ -12,7 +12,7 @@ from broker.admin.hl7_view import ack_text
 from broker.admin.matches import FILTERS, match_as_dict, queue_page
 from broker.admin.messages import find_messages
 from broker.admin.openapi import document
-from broker.admin.outbox_rows import list_notifications
+from broker.admin.outbox_rows import listed
 from broker.admin.queries import order_detail, patient_detail, worklist
 from broker.admin.worklist import filter_from
 from broker.store.models import InboundMessage
@@ -98,14 +98,17 @@ def message(message_id: int):
 
 @bp.get("/outbox")
 def outbox():
-    """Notifications not delivered (?status= one of PENDING, FAILED, DEAD, DELIVERED)."""
+    """Notifications not delivered (?status= pending, failed, dead, held, delivered, discarded)."""
     with sessions()() as session:
-        rows = list_notifications(session, request.args.get("status") or None, _limit(),
-                                  request.args.get("before", type=int))
-        items = [dict(id=r.id, destination=r.destination, kind=r.kind, status=r.status,
-                      attempts=r.attempts, next_attempt_at=r.next_attempt_at.isoformat(),
-                      last_error=r.last_error, created_at=r.created_at.isoformat()) for r in rows]
-    return jsonify(items=items)
+        try:
+            rows = listed(session, request.args.get("status") or None, _limit(),
+                          request.args.get("before", type=int))
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
+    for row in rows:
+        row["next_attempt_at"] = row["next_attempt_at"].isoformat()
+        row["created_at"] = row["created_at"].isoformat()
+    return jsonify(items=rows)
 
 
 @bp.get("/audit")

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from broker.admin.auth import actor, admin_required, sessions
 from broker.admin.messages import reprocess_message
-from broker.admin.outbox_rows import OutboxError, retry_notification
+from broker.admin.outbox_rows import OutboxError, discard_notification, retry_notification
 from broker.admin.worklist import apply_step_action
 from broker.domain.lifecycle import IllegalTransition
 from broker.matching.queue import MatchError
@@ -81,7 +81,19 @@ def retry(notification_id: int):
             retry_notification(session, notification_id, actor())
     except OutboxError as exc:
         return _refused(str(exc))
-    return jsonify(id=notification_id, status="PENDING")
+    return jsonify(id=notification_id, status="pending")
+
+
+@bp.post("/outbox/<int:notification_id>/discard")
+@admin_required
+def discard(notification_id: int):
+    """Give up a dead notification, so the ones held behind it are sent."""
+    try:
+        with sessions().begin() as session:
+            discard_notification(session, notification_id, actor())
+    except OutboxError as exc:
+        return _refused(str(exc))
+    return jsonify(id=notification_id, status="discarded")
 
 
 @bp.post("/steps/<int:step_pk>/<action>")

@@ -21,6 +21,8 @@ ENDPOINTS: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
     ("post", "/messages/{id}/reprocess", "Reprocess a FAILED or REJECTED message", (), True),
     ("get", "/outbox", "Notifications not delivered", ("status", "before", "limit"), False),
     ("post", "/outbox/{id}/retry", "Retry a failed or dead notification", (), True),
+    ("post", "/outbox/{id}/discard", "Give up a dead notification; those held behind it go", (),
+     True),
     ("post", "/steps/{id}/{action}", "arrive, cancel, hold or release a step", (), True),
     ("get", "/audit", "Audit events", ("actor", "action", "before", "limit"), True),
 )

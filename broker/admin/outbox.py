@@ -1,10 +1,11 @@
-"""The outbox page: pending, failed and dead notifications with their last error, and Retry."""
+"""The outbox page: notifications not yet delivered with their last error; Retry, Discard."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from broker.admin.auth import actor, admin_required, sessions
-from broker.admin.outbox_rows import STATUSES, OutboxError, list_notifications, retry_notification
+from broker.admin.outbox_rows import OutboxError, discard_notification, listed, retry_notification
+from broker.notify.outbox import VIEWS
 
 bp = Blueprint("outbox", __name__)
 
@@ -12,13 +13,11 @@ bp = Blueprint("outbox", __name__)
 @bp.get("/outbox")
 def listing():
     """Rows not yet delivered, newest first (or one status)."""
-    status = request.args.get("status", "").upper()
+    status = request.args.get("status", "").lower()
+    status = status if status in VIEWS else ""
     with sessions()() as session:
-        rows = [dict(id=r.id, destination=r.destination, kind=r.kind, status=r.status,
-                     attempts=r.attempts, next_attempt_at=r.next_attempt_at,
-                     last_error=r.last_error, created_at=r.created_at)
-                for r in list_notifications(session, status if status in STATUSES else None)]
-    return render_template("outbox.html", rows=rows, statuses=STATUSES, status=status)
+        rows = listed(session, status or None)
+    return render_template("outbox.html", rows=rows, statuses=VIEWS, status=status)
 
 
 @bp.post("/outbox/<int:notification_id>/retry")
@@ -29,6 +28,19 @@ def retry(notification_id: int):
         with sessions().begin() as session:
             retry_notification(session, notification_id, actor())
         flash(f"Notification #{notification_id} will be sent again.")
+    except OutboxError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("outbox.listing"))
+
+
+@bp.post("/outbox/<int:notification_id>/discard")
+@admin_required
+def discard(notification_id: int):
+    """Give up a dead notification, so the ones held behind it are sent."""
+    try:
+        with sessions().begin() as session:
+            discard_notification(session, notification_id, actor())
+        flash(f"Notification #{notification_id} discarded; the ones held behind it will be sent.")
     except OutboxError as exc:
         flash(str(exc), "error")
     return redirect(url_for("outbox.listing"))

@@ -15,21 +15,21 @@ from broker.store.audit import record_event
 from broker.store.models import Notification
 
 WAITING = ("PENDING", "FAILED", "DEAD")
-STATUSES = WAITING + ("DELIVERED",)
 
 
 class OutboxError(ValueError):
-    """The notification cannot be retried; the message says why."""
+    """The notification cannot be retried or discarded; the message says why."""
 
 
-def list_notifications(session: Session, status: str | None = None, limit: int = 100,
-                       before_id: int | None = None) -> list[Notification]:
-    """Newest first; by default the rows not delivered (pending, failed, dead)."""
-    wanted = [status.upper()] if status else list(WAITING)
-    stmt = select(Notification).where(Notification.status.in_(wanted))
-    if before_id:
-        stmt = stmt.where(Notification.id < before_id)
-    return list(session.scalars(stmt.order_by(Notification.id.desc()).limit(limit)))
+def listed(session: Session, status: str | None = None, limit: int = 100,
+           before_id: int | None = None) -> list[dict]:
+    """Newest first (notify.outbox's views), each row as the pages and the API show it."""
+    rows = outbox.list_notifications(session, status, limit, before_id)
+    held = outbox.held_by(session, rows)
+    return [dict(id=r.id, destination=r.destination, kind=r.kind, event=r.event,
+                 status=outbox.view_of(r, held), held_by=held.get(r.id), attempts=r.attempts,
+                 next_attempt_at=r.next_attempt_at, last_error=r.last_error,
+                 created_at=r.created_at) for r in rows]
 
 
 def outbox_depth(session: Session) -> dict[str, int]:
@@ -47,16 +47,32 @@ def oldest_pending_age(session: Session, now: datetime | None = None) -> float:
 
 
 def retry_notification(session: Session, notification_id: int, actor: str) -> Notification:
-    """Put a failed or dead row back in line now (last error kept for reference), audited."""
-    row = session.get(Notification, notification_id)
-    if row is None:
-        raise OutboxError(f"no notification #{notification_id}")
-    if row.status not in ("FAILED", "DEAD"):
-        raise OutboxError(f"notification #{notification_id} is {row.status.lower()}")
-    before = row.status
+    """Put a failed or dead row back in line now, audited with its last error."""
+    row = _waiting(session, notification_id, ("failed", "dead", "discarded"), "retried")
+    before, error = outbox.view_of(row), row.last_error
     # The delivery side's own revival (due now, attempts from zero), so a retried row gets its
     # full allowance of attempts again instead of dying at its first failure.
     outbox.retry(session, notification_id)
     record_event(session, actor, "outbox.retry", "notification", row.id, status_from=before,
-                 destination=row.destination)
+                 destination=row.destination, last_error=error[:200])
+    return row
+
+
+def discard_notification(session: Session, notification_id: int, actor: str) -> Notification:
+    """Give a dead row up for good, so the ones held behind it go; audited."""
+    row = _waiting(session, notification_id, ("dead",), "discarded")
+    outbox.discard(session, notification_id)
+    record_event(session, actor, "outbox.discard", "notification", row.id,
+                 destination=row.destination, last_error=row.last_error[:200])
+    return row
+
+
+def _waiting(session: Session, notification_id: int, views: tuple[str, ...],
+             verb: str) -> Notification:
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise OutboxError(f"no notification #{notification_id}")
+    view = outbox.view_of(row)
+    if view not in views:
+        raise OutboxError(f"notification #{notification_id} is {view}: it cannot be {verb}")
     return row

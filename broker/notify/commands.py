@@ -1,11 +1,13 @@
-"""`broker outbox list|retry` and `broker studies list|recheck`."""
+"""`broker outbox list|retry|discard` and `broker studies list|recheck`."""
 from __future__ import annotations
 
 import argparse
 from typing import Callable
 
 from broker.config import Settings
-from broker.notify.outbox import list_notifications, retry, retry_dead
+from broker.notify.outbox import (
+    VIEWS, discard, held_by, list_notifications, retry, retry_dead, view_of,
+)
 from broker.notify.pacs_check import list_checks, recheck
 from broker.store.runtime import open_store
 
@@ -16,14 +18,20 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
     outbox = add_parser("outbox", parents=[common], help="notifications to the EHR and peers",
                         description="The outbox of notifications (HL7 to the EHR, MPPS forwards).")
     sub = outbox.add_subparsers(title="commands", metavar="COMMAND")
-    listing = sub.add_parser("list", parents=[common], help="newest notifications first")
-    listing.add_argument("--status", choices=["pending", "failed", "dead", "delivered"])
+    listing = sub.add_parser("list", parents=[common],
+                             help="newest first; by default those not delivered or discarded")
+    listing.add_argument("--status", choices=VIEWS,
+                         help="failed: retrying after an error; held: waiting behind a dead one")
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=_list)
     again = sub.add_parser("retry", parents=[common], help="send a dead notification again")
     again.add_argument("id", nargs="?", type=int)
     again.add_argument("--dead", action="store_true", help="every dead notification")
     again.set_defaults(run=_retry)
+    drop = sub.add_parser("discard", parents=[common],
+                          help="give up a dead notification, so those held behind it go")
+    drop.add_argument("id", type=int)
+    drop.set_defaults(run=_discard)
 
     studies = add_parser("studies", parents=[common], help="studies awaiting the PACS",
                          description="Studies checked in the PACS before the EHR is told.")
@@ -38,9 +46,12 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as store, store.sessions() as session:
-        for row in list_notifications(session, args.status, args.limit):
-            print(f"{row.id}\t{row.status}\t{row.kind}\t{row.event or '-'}\t{row.destination}\t"
-                  f"attempts={row.attempts}\t{row.last_error or ''}".rstrip())
+        rows = list_notifications(session, args.status, args.limit)
+        held = held_by(session, rows)
+        for row in rows:
+            why = f"held by #{held[row.id]}" if row.id in held else row.last_error or ""
+            print(f"{row.id}\t{view_of(row, held)}\t{row.kind}\t{row.event or '-'}\t"
+                  f"{row.destination}\tattempts={row.attempts}\t{why}".rstrip())
     return 0
 
 
@@ -59,6 +70,18 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         except (LookupError, ValueError) as exc:
             print(f"broker: {exc}")
             return 1
+    return 0
+
+
+def _discard(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                discard(session, args.id)
+        except (LookupError, ValueError) as exc:
+            print(f"broker: {exc}")
+            return 1
+    print(f"notification {args.id} discarded; the ones held behind it will be sent")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 A worker claims a due row by pushing its next attempt past a lease (so a crash mid-delivery
 only delays it), delivers it outside the transaction, then marks it delivered or reschedules
-it. Rows of one ordering key go out oldest first: a later row waits for the earlier one.
+it. Rows of one ordering key go out oldest first: a later row waits for the earlier one, also
+while that one is dead (never CM before IP), until an admin retries or discards it.
 On PostgreSQL several workers share the table with FOR UPDATE SKIP LOCKED (DESIGN.md, "Scale").
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from broker.clock import utcnow
@@ -21,6 +22,10 @@ PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 # FAILED is the same for MPPS forwarding rows.
 DEAD = "DEAD"
 GIVEN_UP = (FAILED, DEAD)
+# An admin chose not to send a dead row: the rows behind it go on.
+DISCARDED = "DISCARDED"
+# What `broker outbox list --status` and the admin pages show (see view_of).
+VIEWS = ("pending", "failed", "dead", "held", "delivered", "discarded")
 LEASE = timedelta(minutes=5)
 
 
@@ -75,15 +80,19 @@ def mark_delivered_ids(session: Session, ids: list[int], now: datetime | None = 
                         .values(status=DELIVERED, delivered_at=now or utcnow(), last_error=""))
 
 
-def _due(kinds: tuple[str, ...], now: datetime):
+def _earlier(statuses: tuple[str, ...]):
+    """An earlier row of the same ordering key and destination has one of `statuses`."""
     earlier = aliased(Notification)
-    blocked = exists().where(and_(earlier.ordering_key == Notification.ordering_key,
-                                  earlier.destination == Notification.destination,
-                                  earlier.ordering_key != "",
-                                  earlier.status == PENDING, earlier.id < Notification.id))
+    return exists().where(and_(earlier.ordering_key == Notification.ordering_key,
+                               earlier.destination == Notification.destination,
+                               earlier.ordering_key != "", earlier.status.in_(statuses),
+                               earlier.id < Notification.id))
+
+
+def _due(kinds: tuple[str, ...], now: datetime):
     return (select(Notification)
             .where(Notification.status == PENDING, Notification.next_attempt_at <= now,
-                   Notification.kind.in_(kinds), ~blocked)
+                   Notification.kind.in_(kinds), ~_earlier((PENDING,) + GIVEN_UP))
             .order_by(Notification.id))
 
 
@@ -91,15 +100,7 @@ def claim_due(session: Session, kinds: tuple[str, ...], limit: int = 20,
               now: datetime | None = None, lease: timedelta = LEASE) -> list[Notification]:
     """Claim up to `limit` due rows of `kinds` whose earlier rows of the same key are done."""
     now = now or utcnow()
-    earlier = aliased(Notification)
-    blocked = exists().where(and_(earlier.ordering_key == Notification.ordering_key,
-                                  earlier.destination == Notification.destination,
-                                  earlier.ordering_key != "",
-                                  earlier.status == PENDING, earlier.id < Notification.id))
-    stmt = (select(Notification)
-            .where(Notification.status == PENDING, Notification.next_attempt_at <= now,
-                   Notification.kind.in_(kinds), ~blocked)
-            .order_by(Notification.id).limit(limit))
+    stmt = _due(kinds, now).limit(limit)
     if session.get_bind().dialect.name != "sqlite":
         stmt = stmt.with_for_update(skip_locked=True, of=Notification)
     rows = list(session.scalars(stmt))
@@ -129,22 +130,50 @@ def mark_failed(row: Notification, error: str, policy: RetryPolicy, permanent: b
 
 def list_notifications(session: Session, status: str | None = None, limit: int = 100,
                        before_id: int | None = None) -> list[Notification]:
-    """Newest first; status pending (not yet failed), failed (retrying), dead, delivered or None."""
+    """Newest first: one of VIEWS, or by default every row not delivered or discarded."""
     stmt = select(Notification).order_by(Notification.id.desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(Notification.id < before_id)
     wanted = (status or "").lower()
-    if wanted == "pending":
-        stmt = stmt.where(Notification.status == PENDING, Notification.last_error == "")
-    elif wanted == "failed":
-        stmt = stmt.where(Notification.status == PENDING, Notification.last_error != "")
-    elif wanted == "dead":
-        stmt = stmt.where(Notification.status.in_(GIVEN_UP))
-    elif wanted == "delivered":
-        stmt = stmt.where(Notification.status == DELIVERED)
-    elif wanted:
-        raise ValueError(f"unknown status {status!r}: pending, failed, dead or delivered")
-    return list(session.scalars(stmt))
+    held = _earlier(GIVEN_UP)
+    conditions = {
+        "": Notification.status.in_((PENDING,) + GIVEN_UP),
+        "pending": and_(Notification.status == PENDING, Notification.last_error == "",
+                        ~held),
+        "failed": and_(Notification.status == PENDING, Notification.last_error != ""),
+        "dead": Notification.status.in_(GIVEN_UP),
+        "held": and_(Notification.status == PENDING, held),
+        "delivered": Notification.status == DELIVERED,
+        "discarded": Notification.status == DISCARDED,
+    }
+    if wanted not in conditions:
+        raise ValueError(f"unknown status {status!r}: one of {', '.join(VIEWS)}")
+    return list(session.scalars(stmt.where(conditions[wanted])))
+
+
+def held_by(session: Session, rows: list[Notification]) -> dict[int, int]:
+    """For each waiting row held back by a dead one: the id of the first dead row before it."""
+    waiting = [row.id for row in rows if row.status == PENDING and row.ordering_key]
+    if not waiting:
+        return {}
+    later, earlier = aliased(Notification), aliased(Notification)
+    stmt = (select(later.id, func.min(earlier.id))
+            .join(earlier, and_(earlier.ordering_key == later.ordering_key,
+                                earlier.destination == later.destination,
+                                earlier.id < later.id, earlier.status.in_(GIVEN_UP)))
+            .where(later.id.in_(waiting)).group_by(later.id))
+    return dict(session.execute(stmt).all())
+
+
+def view_of(row: Notification, held: dict[int, int] | None = None) -> str:
+    """The row's state in words: one of VIEWS."""
+    if row.status in GIVEN_UP:
+        return "dead"
+    if row.status == PENDING:
+        if held and row.id in held:
+            return "held"
+        return "failed" if row.last_error else "pending"
+    return row.status.lower()
 
 
 def retry(session: Session, notification_id: int, now: datetime | None = None) -> Notification:
@@ -167,5 +196,18 @@ def retry_dead(session: Session, now: datetime | None = None) -> int:
     return len(rows)
 
 
+def discard(session: Session, notification_id: int) -> Notification:
+    """Give up a dead notification for good, so the rows held behind it go; LookupError."""
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise LookupError(f"no notification {notification_id}")
+    if row.status not in GIVEN_UP:
+        raise ValueError(f"notification {notification_id} is {view_of(row)}: only a dead one "
+                         "can be discarded")
+    row.status = DISCARDED
+    return row
+
+
 def _revive(row: Notification, now: datetime) -> None:
-    row.status, row.attempts, row.next_attempt_at = PENDING, 0, now
+    # The error goes with the old attempts: the row is simply pending again.
+    row.status, row.attempts, row.next_attempt_at, row.last_error = PENDING, 0, now, ""

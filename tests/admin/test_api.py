@@ -82,9 +82,11 @@ def test_outbox_retry_puts_a_dead_notification_back_in_line(app, sessions, token
                                  attempts=7, last_error="connection refused"))
     client = app.test_client()
     listed = client.get("/api/v1/outbox", headers=_auth(tokens["viewer"])).get_json()["items"]
-    assert [(n["status"], n["last_error"]) for n in listed] == [("DEAD", "connection refused")]
+    assert [(n["status"], n["last_error"]) for n in listed] == [("dead", "connection refused")]
     assert client.post(f"/api/v1/outbox/{listed[0]['id']}/retry",
-                       headers=_auth(tokens["admin"])).get_json()["status"] == "PENDING"
+                       headers=_auth(tokens["admin"])).get_json()["status"] == "pending"
+    again = client.get("/api/v1/outbox", headers=_auth(tokens["viewer"])).get_json()["items"]
+    assert [(n["status"], n["attempts"]) for n in again] == [("pending", 0)]
 
 
 def test_step_actions_follow_the_lifecycle(app, sessions, tokens):

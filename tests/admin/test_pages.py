@@ -70,3 +70,25 @@ def test_the_bench_reads_a_fhir_service_request_with_its_expressions(admin):
     assert "1 worklist item" in text and "PL-1001" in text
     assert "identifier.where(type.coding.code = &#39;PLAC&#39;).value (fhir.toml:" in text
     assert "Patient.name.where(use = &#39;official&#39;).family (fhir.toml:" in text
+
+
+def test_a_dead_notification_holds_its_order_and_discard_releases_it(admin, sessions):
+    from broker.store.models import AuditEvent, Notification
+    with sessions.begin() as session:
+        dead = Notification(destination="EHR:2575", kind="hl7", payload=b"MSH|", status="DEAD",
+                            ordering_key="order:7", attempts=1, last_error="AE: unknown order")
+        later = Notification(destination="EHR:2575", kind="hl7", payload=b"MSH|",
+                             ordering_key="order:7")
+        session.add_all([dead, later])
+        session.flush()
+        dead_id = dead.id
+    page = admin.get("/outbox").get_data(as_text=True)
+    assert f"Held until #{dead_id} is sent or discarded" in page and ">Discard</button>" in page
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    admin.post(f"/outbox/{dead_id}/discard", data={"csrf_token": token})
+    page = admin.get("/outbox").get_data(as_text=True)
+    assert "Held until" not in page and ">Discard</button>" not in page
+    with sessions() as session:
+        assert session.get(Notification, dead_id).status == "DISCARDED"
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "outbox.discard"))
+        assert event is not None and event.actor == "alice"

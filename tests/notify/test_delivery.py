@@ -94,6 +94,38 @@ def test_an_ae_answer_is_dead_at_once_and_sent_again_by_command(tmp_path):
     assert main(["outbox", "retry", "--dead", "--config", str(config)]) == 0
 
 
+def test_a_refused_status_holds_back_the_rest_of_its_order_until_discarded(tmp_path, capsys):
+    def answer(message):
+        if message.message_type == "ORM^O01" and message.get("ORC", 5) == "IP":
+            return "AE", "Order not in progress state"
+        return "AA", ""
+
+    ehr = AsyncioEhr(answer=answer).start()
+    broker = _broker(tmp_path, ehr.destination)
+    config = tmp_path / "broker.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    try:
+        perform(broker, order_and_worklist(broker), images=2)
+        ehr.wait_for(1)
+        dead = _wait(lambda: [r for r in _rows(broker.sessions) if r.status == "DEAD"])
+        _wait(lambda: len(_rows(broker.sessions)) == 3)
+        time.sleep(1.0)  # several delivery runs: nothing may overtake the refused IP
+        assert [r.message_type for r in ehr.received] == ["ORM^O01"]
+        capsys.readouterr()
+        assert main(["outbox", "list", "--status", "held", "--config", str(config)]) == 0
+        held = capsys.readouterr().out.splitlines()
+        assert len(held) == 2 and all(f"held by #{dead[0].id}" in line for line in held)
+        assert main(["outbox", "discard", str(dead[0].id), "--config", str(config)]) == 0
+        received = ehr.wait_for(3)
+        _wait(lambda: [r.status for r in _rows(broker.sessions)]
+              == ["DISCARDED", "DELIVERED", "DELIVERED"])
+    finally:
+        broker.stop()
+        ehr.close()
+    assert [(r.message_type, r.order_status) for r in received] == [
+        ("ORM^O01", "IP"), ("ORM^O01", "CM"), ("ORU^R01", "CM")]
+
+
 def test_a_crash_between_send_and_mark_sends_once_more_with_the_same_control_id(tmp_path):
     data, url = tmp_path / "data", f"sqlite:///{tmp_path / 'data' / 'broker.db'}"
     first = {}

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from broker.notify.outbox import (
-    LEASE, RetryPolicy, claim_due, enqueue, mark_delivered, mark_failed,
+    LEASE, RetryPolicy, claim_due, discard, enqueue, held_by, list_notifications, mark_delivered,
+    mark_failed, retry, view_of,
 )
 from broker.store.models import Notification
 
@@ -33,6 +34,36 @@ def test_rows_of_one_key_go_out_oldest_first_per_destination(sessions):
     with sessions.begin() as session:  # an expired lease (a crashed worker) makes rows due again
         again = [r.id for r in claim_due(session, ("mpps-n-create",), now=NOW + LEASE)]
     assert again == [a2, b1, other]
+
+
+def test_a_dead_row_holds_back_its_key_until_retried_or_discarded(sessions):
+    first, second, other = _add(sessions, ("EHR", "order:1"), ("EHR", "order:1"),
+                                ("EHR", "order:2"))
+    with sessions.begin() as session:
+        (row, _) = claim_due(session, ("mpps-n-create",), now=NOW)
+        mark_failed(row, "AE: unknown order", RetryPolicy(), permanent=True, given_up="DEAD")
+    with sessions.begin() as session:
+        assert claim_due(session, ("mpps-n-create",), now=NOW) == []  # other is leased
+        rows = list_notifications(session, "held")
+        assert [r.id for r in rows] == [second]
+        assert [view_of(r, held_by(session, rows)) for r in rows] == ["held"]
+        assert held_by(session, rows) == {second: first}
+        retry(session, first, now=NOW)
+    with sessions.begin() as session:  # retried: it goes first, the held row still waits
+        assert [r.id for r in claim_due(session, ("mpps-n-create",), now=NOW)] == [first]
+        mark_failed(session.get(Notification, first), "AE again", RetryPolicy(), permanent=True,
+                    given_up="DEAD")
+    with sessions.begin() as session:
+        discard(session, first)
+    with sessions.begin() as session:
+        assert [r.id for r in claim_due(session, ("mpps-n-create",), now=NOW)] == [second]
+        assert view_of(session.get(Notification, first)) == "discarded"
+
+
+def test_only_a_dead_row_can_be_discarded(sessions):
+    (row_id,) = _add(sessions, ("EHR", "order:1"))
+    with sessions.begin() as session, pytest.raises(ValueError, match="only a dead one"):
+        discard(session, row_id)
 
 
 def test_other_kinds_are_not_claimed(sessions):

@@ -141,6 +141,22 @@ def create_token(session: Session, name: str, role: str, actor: str) -> str:
     return f"{TOKEN_PREFIX}_{token.id}_{secret}"
 
 
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every token, live and revoked, by name."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+
+
+def revoke_token(session: Session, name: str, actor: str) -> ApiToken:
+    """Stop a token at once: its next API call is refused; it is kept for the audit trail."""
+    token = session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if token is None:
+        raise AccountError(f"no token {name!r}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        record_event(session, actor, "token.revoke", "api_token", token.id, name=name)
+    return token
+
+
 def _token_hash(secret: str) -> str:
     # The secret has 256 random bits: a plain SHA-256 cannot be guessed back, and it is cheap
     # enough to check on every API call (unlike a password hash).

@@ -1,4 +1,4 @@
-"""`broker users add|list|disable` and `broker tokens create`."""
+"""`broker users add|list|disable` and `broker tokens create|list|revoke`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,10 @@ import getpass
 import sys
 from typing import Callable
 
-from broker.admin.accounts import ROLES, AccountError, add_user, create_token, disable_user, list_users
+from broker.admin.accounts import (
+    ROLES, AccountError, add_user, create_token, disable_user, list_tokens, list_users,
+    revoke_token,
+)
 from broker.config import Settings
 from broker.store.runtime import open_store
 
@@ -29,13 +32,18 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
     disable.add_argument("name")
     disable.set_defaults(run=_disable)
     tokens = add_parser("tokens", parents=[common], help="API bearer tokens",
-                        description="Create bearer tokens for the JSON API.")
+                        description="Create, list and revoke bearer tokens of the JSON API.")
     tsub = tokens.add_subparsers(title="commands", metavar="COMMAND")
     create = tsub.add_parser("create", parents=[common],
                              help="create a token; it is printed once, on the last line")
     create.add_argument("name")
     create.add_argument("--role", choices=ROLES, default="viewer")
     create.set_defaults(run=_create_token)
+    tlist = tsub.add_parser("list", parents=[common], help="list tokens (never their secrets)")
+    tlist.set_defaults(run=_list_tokens)
+    revoke = tsub.add_parser("revoke", parents=[common], help="refuse a token from now on")
+    revoke.add_argument("name")
+    revoke.set_defaults(run=_revoke_token)
 
 
 def _read_password() -> str:
@@ -88,4 +96,25 @@ def _create_token(args: argparse.Namespace, settings: Settings) -> int:
             return 1
     print(f"token {args.name} ({args.role}) created; it is shown only this once:")
     print(token)
+    return 0
+
+
+def _list_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store, store.sessions() as session:
+        for token in list_tokens(session):
+            state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
+            used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
+            print(f"{token.name:<24} {token.role:<8} {state:<24} last used {used}")
+    return 0
+
+
+def _revoke_token(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                revoke_token(session, args.name, CLI_ACTOR)
+        except AccountError as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
+    print(f"token {args.name} revoked")
     return 0

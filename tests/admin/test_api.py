@@ -124,3 +124,24 @@ def test_users_and_tokens_commands(tmp_path: Path):
     assert "carol" in listing and "disabled" in listing
     created = _cli(tmp_path, "tokens", "create", "scraper", "--role", "viewer")
     assert created.returncode == 0 and created.stdout.splitlines()[-1].startswith("brk_")
+
+
+def test_a_revoked_token_is_refused_at_its_next_call(app, sessions, tokens):
+    from broker.admin.accounts import revoke_token
+    client = app.test_client()
+    assert client.get("/api/v1/outbox", headers=_auth(tokens["viewer"])).status_code == 200
+    with sessions.begin() as session:
+        revoke_token(session, "viewer-robot", "alice")
+    assert client.get("/api/v1/outbox", headers=_auth(tokens["viewer"])).status_code == 401
+    assert client.get("/api/v1/outbox", headers=_auth(tokens["admin"])).status_code == 200
+
+
+def test_tokens_are_listed_without_secrets_and_revoked_by_command(tmp_path: Path):
+    secret = _cli(tmp_path, "tokens", "create", "scraper").stdout.splitlines()[-1]
+    listing = _cli(tmp_path, "tokens", "list").stdout
+    assert "scraper" in listing and "active" in listing and "never" in listing
+    assert secret.split("_")[-1] not in listing
+    assert _cli(tmp_path, "tokens", "revoke", "scraper").returncode == 0
+    assert "revoked" in _cli(tmp_path, "tokens", "list").stdout
+    missing = _cli(tmp_path, "tokens", "revoke", "nobody")
+    assert missing.returncode == 1 and "no token 'nobody'" in missing.stderr

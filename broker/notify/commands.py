@@ -5,6 +5,7 @@ import argparse
 from typing import Callable
 
 from broker.config import Settings
+from broker.notify.fhir_out import FHIR_KIND, describe
 from broker.notify.outbox import list_notifications, retry, retry_dead
 from broker.notify.pacs_check import list_checks, recheck
 from broker.store.runtime import open_store
@@ -14,7 +15,8 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
              common: argparse.ArgumentParser) -> None:
     """Add the `outbox` and `studies` commands to the CLI."""
     outbox = add_parser("outbox", parents=[common], help="notifications to the EHR and peers",
-                        description="The outbox of notifications (HL7 to the EHR, MPPS forwards).")
+                        description="The outbox of notifications (HL7 and FHIR to the EHR, MPPS "
+                                        "forwards).")
     sub = outbox.add_subparsers(title="commands", metavar="COMMAND")
     listing = sub.add_parser("list", parents=[common], help="newest notifications first")
     listing.add_argument("--status", choices=["pending", "failed", "dead", "delivered"])
@@ -39,7 +41,9 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as store, store.sessions() as session:
         for row in list_notifications(session, args.status, args.limit):
-            print(f"{row.id}\t{row.status}\t{row.kind}\t{row.event or '-'}\t{row.destination}\t"
+            # A FHIR row says what it writes: fhir/ImagingStudy, fhir/Task, ...
+            kind = f"{row.kind}/{describe(row.payload)}" if row.kind == FHIR_KIND else row.kind
+            print(f"{row.id}\t{row.status}\t{kind}\t{row.event or '-'}\t{row.destination}\t"
                   f"attempts={row.attempts}\t{row.last_error or ''}".rstrip())
     return 0
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -54,9 +56,9 @@ def _site(tmp_path, progress: str):
     return folder
 
 
-def _broker(tmp_path, sekmet, progress: str = "task") -> Broker:
+def _broker(tmp_path, sekmet, progress: str = "task", base_url: str = "") -> Broker:
     settings = make_test_settings(tmp_path, fhir=FhirSettings(
-        base_url=sekmet.base_url, mode="poll", poll_seconds=0.5))
+        base_url=base_url or sekmet.base_url, mode="poll", poll_seconds=0.5))
     settings = replace(
         settings, hl7=replace(settings.hl7, mappings_dir=str(_site(tmp_path, progress))),
         notify=NotifySettings(fhir=True, trigger="mpps", interval_seconds=0.1,
@@ -206,6 +208,84 @@ def test_a_server_down_for_a_while_gets_each_write_once_in_order(tmp_path, sekme
             sekmet.start()
         broker.stop()
     assert len(_studies(sekmet, item.StudyInstanceUID)) == 1
+    assert _task_history(sekmet, request) == ["in-progress", "completed"]
+
+
+class LosingProxy:
+    """A TCP relay to the FHIR server that loses the answer to the first request starting with
+    `prefix`: the server has done the write, the broker never hears so (then the connection
+    closes), as when a network drops between them."""
+
+    def __init__(self, upstream_port: int, prefix: bytes) -> None:
+        self.upstream_port, self.prefix, self.armed = upstream_port, prefix, True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            lose = threading.Event()
+            threading.Thread(target=self._requests, args=(client, server, lose),
+                             daemon=True).start()
+            threading.Thread(target=self._answers, args=(server, client, lose),
+                             daemon=True).start()
+
+    def _requests(self, client, server, lose) -> None:
+        while data := self._read(client):
+            if self.armed and data.startswith(self.prefix):
+                self.armed = False
+                lose.set()  # before the request leaves: its answer is the next data back
+            server.sendall(data)
+        self._end(server)
+
+    def _answers(self, server, client, lose) -> None:
+        while data := self._read(server):
+            if lose.is_set():
+                break
+            client.sendall(data)
+        self._end(client)
+        self._end(server)
+
+    @staticmethod
+    def _end(sock) -> None:
+        # shutdown, not only close: the other relay thread is still reading this socket.
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    @staticmethod
+    def _read(sock) -> bytes:
+        try:
+            return sock.recv(65536)
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_answer_lost_after_the_write_does_not_duplicate_the_study(tmp_path, sekmet):
+    proxy = LosingProxy(sekmet.port, b"PUT /fhir/ImagingStudy?")
+    broker = _broker(tmp_path, sekmet, base_url=f"http://127.0.0.1:{proxy.port}/fhir")
+    try:
+        _, request, item = _fhir_order(broker, sekmet)
+        perform(broker, item, images=2)
+        rows = _all_delivered(broker, 3)
+    finally:
+        broker.stop()
+        proxy.close()
+    assert not proxy.armed  # the answer was lost once
+    assert [(r.event, r.attempts) for r in rows] == [("IP", 1), ("CM", 1), ("available", 2)]
+    (study,) = _studies(sekmet, item.StudyInstanceUID)
+    history = sekmet.read(f"ImagingStudy/{study['id']}/_history")
+    assert len(history["entry"]) == 2  # written twice, one ImagingStudy
     assert _task_history(sekmet, request) == ["in-progress", "completed"]
 
 

@@ -4,6 +4,8 @@
    modality sends its last N-SET COMPLETED (trigger "pacs"), or the PACS sends an IAN (trigger
    "ian"); measured until the EHR (the hl7 package's asyncio MLLP server) acknowledges the
    study-available ORU^R01. The broker runs with the default job interval.
+   With sekmet-fhir installed, the same for FHIR out: from the last N-SET (trigger "mpps") until
+   the FHIR server holds the ImagingStudy (searched by its Study Instance UID every 5 ms).
 2. Drain: 5,000 queued notifications to one MLLP destination, by a running broker, against a
    bare send loop (the hl7 package's streams: write a block, read the ACK) in the same run.
 
@@ -27,7 +29,7 @@ from hl7.mllp import open_hl7_connection  # noqa: E402
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import InstanceAvailabilityNotification  # noqa: E402
 
-from broker.config import NotifySettings, PacsSettings  # noqa: E402
+from broker.config import FhirSettings, NotifySettings, PacsSettings  # noqa: E402
 from broker.notify.messages import new_control_id  # noqa: E402
 from broker.notify.outbox import enqueue  # noqa: E402
 from broker.notify.triggers import HL7_KIND  # noqa: E402
@@ -106,6 +108,43 @@ def latency(folder: Path, trigger: str, exams: int, orthanc) -> list[float]:
     return samples
 
 
+def fhir_latency(folder: Path, exams: int) -> list[float]:
+    """Seconds from the last N-SET (trigger mpps) until the FHIR server holds the ImagingStudy."""
+    from tests.support.sekmet import SekmetServer
+    sekmet = SekmetServer()
+    sekmet.start()
+    # The HL7 fixture's patient (PID-3 778899^^^STMARYS): an unlisted issuer is its own system.
+    sekmet.create({"resourceType": "Patient", "identifier": [{"system": "STMARYS",
+                                                              "value": "778899"}]})
+    settings = replace(make_test_settings(folder / "fhir"),
+                       fhir=FhirSettings(base_url=sekmet.base_url, mode="poll"),
+                       notify=NotifySettings(fhir=True, trigger="mpps"))  # default job interval
+    broker = Broker(settings)
+    broker.start()
+    samples = []
+    try:
+        for n in range(exams):
+            item = order_and_worklist(broker, 3000 + n)
+            sps = item.ScheduledProcedureStepSequence[0]
+            ref = scheduled_item(item.StudyInstanceUID, item.AccessionNumber,
+                                 item.RequestedProcedureID, sps.ScheduledProcedureStepID)
+            with Modality(broker.listeners.dicom[1], calling="CT1") as ct:
+                _, uid = ct.create(in_progress([ref], patient_id=item.PatientID))
+                start = time.perf_counter()
+                ct.set(finished(images=2), uid)
+            wanted = f"urn:dicom:uid|urn:oid:{item.StudyInstanceUID}"
+            deadline = time.monotonic() + 60
+            while not sekmet.search("ImagingStudy", identifier=wanted):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no ImagingStudy for {item.AccessionNumber}")
+                time.sleep(0.005)
+            samples.append(time.perf_counter() - start)
+    finally:
+        broker.stop()
+        sekmet.stop()
+    return samples
+
+
 def _payloads(count: int) -> list[bytes]:
     return [(f"MSH|^~\\&|BROKER|RAD|EHR|HOSP|20261124100000||ORM^O01|{new_control_id()}|P|2.3.1\r"
              f"ORC|SC|P{i}^BROKER|F{i}^BROKER||CM\rOBR|1|P{i}|F{i}|CT^CT chest^L\r").encode()
@@ -166,6 +205,14 @@ def main() -> int:
     finally:
         if orthanc is not None:
             orthanc.stop()
+    try:
+        import sekmet  # noqa: F401 - the FHIR server of the test extras
+    except ImportError:
+        print("sekmet-fhir not installed: no FHIR figure")
+    else:
+        samples = [s * 1000 for s in fhir_latency(folder, exams)]
+        print(f"trigger mpps -> FHIR ImagingStudy  p50 {statistics.median(samples):7.1f} ms  "
+              f"p95 {percentile(samples, 0.95):7.1f} ms  ({len(samples)} exams)")
     # Rounds alternate the baseline and the broker: this machine's speed drifts by tens of
     # percent between minutes, so only a ratio taken in the same round means something.
     rounds = [drain(folder / f"round{n}", backlog) for n in range(2 if args.quick else 5)]

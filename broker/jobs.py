@@ -1,5 +1,6 @@
 """APScheduler jobs that run inside `broker serve`: new patients' candidate searches, MPPS
-forwarding, worklist housekeeping, and SQLite's WAL checkpoint."""
+forwarding, notification delivery (HL7 and FHIR) and PACS checks, worklist housekeeping, and
+SQLite's WAL checkpoint."""
 from __future__ import annotations
 
 import logging
@@ -35,10 +36,18 @@ def build_scheduler(settings: Settings, engine: Engine, sessions: sessionmaker[S
                           args=[sessions, settings.mpps], id="mpps-forward")
     if notify is not None and notify.notifier.enabled:
         from broker.notify.deliver import deliver_due
+        from broker.notify.fhir_deliver import deliver_fhir_due
         from broker.notify.pacs_check import run_pacs_checks
         # Every process runs them: rows are claimed (SKIP LOCKED), each is handled once.
-        scheduler.add_job(deliver_due, "interval", seconds=settings.notify.interval_seconds,
-                          args=[sessions, notify.sender, settings.notify], id="notify-deliver")
+        if settings.notify.hl7_to:
+            scheduler.add_job(deliver_due, "interval", seconds=settings.notify.interval_seconds,
+                              args=[sessions, notify.sender, settings.notify],
+                              id="notify-deliver")
+        if notify.fhir_writer is not None:
+            scheduler.add_job(deliver_fhir_due, "interval",
+                              seconds=settings.notify.interval_seconds,
+                              args=[sessions, notify.fhir_writer, settings.notify],
+                              id="notify-fhir")
         scheduler.add_job(run_pacs_checks, "interval", seconds=settings.notify.interval_seconds,
                           args=[sessions, notify.notifier, notify.pacs_ask()], id="pacs-checks")
     worklist = settings.worklist

@@ -88,11 +88,12 @@ class FhirClient:
                            "jti": uuid.uuid4().hex}, key, algorithm="RS384")
 
     def request(self, method: str, url: str, *, params: Any = None,
-                body: dict | None = None) -> dict | None:
-        """One call; the parsed JSON answer (None for 404 on a read), or FhirError."""
+                body: dict | None = None, headers: dict[str, str] | None = None) -> dict | None:
+        """One call; the parsed JSON answer (None for 404 on a read), or FhirError. `headers`:
+        extra request headers (If-Match, If-None-Exist)."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.base}/{url.lstrip('/')}"
-        headers = self._auth_headers()
+        headers = {**(headers or {}), **self._auth_headers()}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
         try:
@@ -103,7 +104,9 @@ class FhirClient:
         if answer.status_code == 404 and method == "GET":
             return None
         if answer.status_code >= 300:
-            raise FhirError(f"{method} {url}: HTTP {answer.status_code}", answer.status_code)
+            detail = outcome_text(answer)
+            raise FhirError(f"{method} {url}: HTTP {answer.status_code}"
+                            + (f": {detail}" if detail else ""), answer.status_code)
         if not answer.content:
             return None
         try:
@@ -140,6 +143,22 @@ class FhirClient:
         """PUT Type/id; the stored resource as the server returns it."""
         return self.request("PUT", f"{resource['resourceType']}/{resource['id']}",
                             body=resource) or {}
+
+
+def outcome_text(answer: requests.Response) -> str:
+    """The issues of an OperationOutcome answer (FHIR R4 3.1.0.4.2: errors come as one), as
+    "severity code: diagnostics; ..."; "" when the body is not one."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    texts = []
+    for issue in body.get("issue") or []:
+        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or ""
+        texts.append(f"{issue.get('severity', '')} {issue.get('code', '')}: {text}".strip(": "))
+    return "; ".join(t for t in texts if t)[:1000]
 
 
 def entries(bundle: dict, mode: str | None = None) -> list[dict]:

@@ -20,7 +20,9 @@ ORDER_VALUES = ("placer_order_number", "placer_issuer", "filler_order_number", "
                 "subject")
 PATIENT_VALUES = ("identifiers", "family", "given", "middle", "birth_date", "sex", "phone",
                   "address")
-_SECTIONS = {"order", "patient", "patient_id", "procedure", "issuers"}
+_SECTIONS = {"order", "patient", "patient_id", "procedure", "issuers", "notify"}
+# [notify] progress: how the EHR hears an exam's progress when notify.fhir is on.
+PROGRESS_MODES = ("task", "status", "none")
 # Trial resources: an expression that cannot run on an empty resource is rejected at start-up.
 _SAMPLES = {"order": {"resourceType": "ServiceRequest", "id": "x", "status": "active"},
             "patient": {"resourceType": "Patient", "id": "x"}}
@@ -46,6 +48,8 @@ class FhirMapping:
     issuers: dict[str, str] = field(default_factory=dict)
     patient_id_issuer: str = ""
     default_procedure: str = ""
+    progress: str = "task"
+
 
     @property
     def needs_requester(self) -> bool:
@@ -55,6 +59,11 @@ class FhirMapping:
     def issuer(self, system: str) -> str:
         """The issuer name of an identifier system ([issuers]), else the system itself."""
         return self.issuers.get(system, system)[:64]
+
+    def system_of(self, issuer: str) -> str:
+        """The identifier system of an issuer name: [issuers] read backwards, else the issuer
+        itself (as issuer() keeps an unlisted system); "" for no issuer."""
+        return next((system for system, name in self.issuers.items() if name == issuer), issuer)
 
 
 def evaluate(expressions: tuple[Expression, ...], resource: dict, context: dict) -> list:
@@ -91,9 +100,19 @@ def load_fhir_mapping(path: Path) -> FhirMapping:
         if not isinstance(name, str):
             raise MappingError(f"{path}:{_line(lines, system)}: [issuers] {system!r} must be a "
                                "string")
+    unknown = set(data.get("notify", {})) - {"progress"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise MappingError(f"{path}:{_line(lines, key, after='[notify]')}: [notify] unknown "
+                           f"value {key!r} (expected progress)")
+    progress = _string(path, lines, data, "notify", "progress") or "task"
+    if progress not in PROGRESS_MODES:
+        raise MappingError(f"{path}:{_line(lines, 'progress', after='[notify]')}: [notify] "
+                           f"progress {progress!r} is not one of {', '.join(PROGRESS_MODES)}")
     return FhirMapping(order=order, patient=patient, issuers=dict(issuers),
                        patient_id_issuer=_string(path, lines, data, "patient_id", "issuer"),
-                       default_procedure=_string(path, lines, data, "procedure", "default"))
+                       default_procedure=_string(path, lines, data, "procedure", "default"),
+                       progress=progress)
 
 
 def _string(path: Path, lines: list[str], data: dict, section: str, key: str) -> str:

@@ -5,6 +5,7 @@ import argparse
 from typing import Callable
 
 from broker.config import Settings
+from broker.notify.fhir_out import FHIR_KIND, describe
 from broker.notify.outbox import (
     VIEWS, discard, held_by, list_notifications, retry, retry_dead, view_of,
 )
@@ -16,7 +17,8 @@ def register(add_parser: Callable[..., argparse.ArgumentParser],
              common: argparse.ArgumentParser) -> None:
     """Add the `outbox` and `studies` commands to the CLI."""
     outbox = add_parser("outbox", parents=[common], help="notifications to the EHR and peers",
-                        description="The outbox of notifications (HL7 to the EHR, MPPS forwards).")
+                        description="The outbox of notifications (HL7 and FHIR to the EHR, MPPS "
+                                        "forwards).")
     sub = outbox.add_subparsers(title="commands", metavar="COMMAND")
     listing = sub.add_parser("list", parents=[common],
                              help="newest first; by default those not delivered or discarded")
@@ -49,8 +51,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         rows = list_notifications(session, args.status, args.limit)
         held = held_by(session, rows)
         for row in rows:
+            # A FHIR row says what it writes: fhir/ImagingStudy, fhir/Task, ...
+            kind = f"{row.kind}/{describe(row.payload)}" if row.kind == FHIR_KIND else row.kind
             why = f"held by #{held[row.id]}" if row.id in held else row.last_error or ""
-            print(f"{row.id}\t{view_of(row, held)}\t{row.kind}\t{row.event or '-'}\t"
+            print(f"{row.id}\t{view_of(row, held)}\t{kind}\t{row.event or '-'}\t"
                   f"{row.destination}\tattempts={row.attempts}\t{why}".rstrip())
     return 0
 

@@ -29,9 +29,9 @@ def order_values(session: Session, order: Order, study_instance_uid: str = "",
     """Everything a template may name about `order` (and the study, when given)."""
     patient = order.patient
     identifier = patient.identifiers[0] if patient.identifiers else None
-    procedure = _procedure(order, study_instance_uid)
+    procedure = procedure_of(order, study_instance_uid)
     step = procedure.steps[0] if procedure is not None and procedure.steps else None
-    performed = performed or _latest_performed(session, order)
+    performed = performed or latest_performed(session, order)
     summary = (performed.summary or {}) if performed is not None else {}
     series = summary.get("series", [])
     return {
@@ -63,14 +63,16 @@ def order_values(session: Session, order: Order, study_instance_uid: str = "",
     }
 
 
-def _procedure(order: Order, study_instance_uid: str) -> RequestedProcedure | None:
+def procedure_of(order: Order, study_instance_uid: str) -> RequestedProcedure | None:
+    """The order's procedure holding the study, else its first."""
     for procedure in order.procedures:
         if study_instance_uid and procedure.study_instance_uid == study_instance_uid:
             return procedure
     return order.procedures[0] if order.procedures else None
 
 
-def _latest_performed(session: Session, order: Order) -> PerformedStep | None:
+def latest_performed(session: Session, order: Order) -> PerformedStep | None:
+    """The newest MPPS covering a step of the order, or None."""
     step_ids = [s.id for p in order.procedures for s in p.steps]
     if not step_ids:
         return None

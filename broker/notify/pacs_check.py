@@ -65,7 +65,8 @@ def run_pacs_checks(sessions: sessionmaker[Session], notifier: Notifier, ask: As
                 check.status, check.last_result = CHECKED, "the PACS holds the study"
                 order = session.get(Order, check.order_id) if check.order_id else None
                 if order is not None:
-                    notifier.study_available(session, order, study)
+                    notifier.study_available(session, order, study, counts=(
+                        check.found_series, check.found_instances))
                 available += 1
                 log.info("pacs check #%s: study available (%d series, %d instances)", check_id,
                          check.found_series, check.found_instances)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -25,6 +26,9 @@ from broker.store.models import (
     StudyCheck,
 )
 
+if TYPE_CHECKING:
+    from broker.notify.fhir_triggers import FhirNotifier
+
 log = logging.getLogger(__name__)
 
 HL7_KIND = "hl7"
@@ -34,13 +38,16 @@ WAITING, CHECKED, MISSING, REPORTED = "WAITING", "AVAILABLE", "MISSING", "REPORT
 
 @dataclass(frozen=True)
 class Notifier:
-    """The triggers of one configuration: destinations, their message profiles, the trigger."""
+    """The triggers of one configuration: destinations, their message profiles, the trigger;
+    `fhir` plans the FHIR server's writes when [notify] fhir is on."""
     settings: NotifySettings
     templates: Templates
+    fhir: FhirNotifier | None = None
 
     @property
     def enabled(self) -> bool:
-        return bool(self.settings.hl7_to)
+        """True when anyone is to be told: an HL7 destination or the FHIR server."""
+        return bool(self.settings.hl7_to) or self.fhir is not None
 
     def after_mpps(self, session: Session, performed: PerformedStep) -> None:
         """An MPPS N-CREATE or N-SET was stored: status messages, then the study's trigger."""
@@ -66,10 +73,16 @@ class Notifier:
                 continue  # orm_cm: the CM waits for the images (study_available)
             if last_told(session, destination, order.id, ("IP", "CM", "DC")) != code:
                 self._send(session, destination, profile.status, order, code)
+        if self.fhir is not None:
+            self.fhir.order_changed(session, order)
 
     def study_available(self, session: Session, order: Order, study_instance_uid: str,
-                        performed: PerformedStep | None = None) -> None:
-        """Tell every destination the study is in the PACS (ORU^R01, or the ORM CM)."""
+                        performed: PerformedStep | None = None,
+                        counts: tuple[int, int] | None = None) -> None:
+        """Tell every destination the study is in the PACS (ORU^R01, or the ORM CM), and the
+        FHIR server (an ImagingStudy; `counts`: the series and instances the PACS holds)."""
+        if self.fhir is not None:
+            self.fhir.study_available(session, order, study_instance_uid, performed, counts)
         for destination in self.settings.hl7_to:
             profile = self.templates.profile(destination)
             if profile.available == "oru_r01":

@@ -110,6 +110,19 @@ def test_placer_falls_back_to_the_resource_id(mapping, site):
     assert order.request.placer_order_number == "sr-ct-head"
 
 
+def test_progress_is_a_task_unless_the_file_says_otherwise(mapping, tmp_path):
+    assert mapping.progress == "task"
+    path = tmp_path / "fhir.toml"
+    path.write_text('[order]\nplacer_order_number = "id"\nprocedure_codes = "code.coding"\n'
+                    '[patient]\nidentifiers = "identifier"\n[notify]\nprogress = "status"\n')
+    assert load_fhir_mapping(path).progress == "status"
+
+
+def test_an_issuer_name_maps_back_to_its_system(mapping):
+    assert mapping.system_of("HOSP") == "urn:oid:1.2.3.4.5.1"
+    assert mapping.system_of("urn:oid:9.9") == "urn:oid:9.9"  # unlisted: as it is
+
+
 @pytest.mark.parametrize("text, line, message", [
     ('[order]\nplacer_order_number = "id"\nprocedure_codes = "code.coding"\n'
      'start = "occurrence.where("\n[patient]\nidentifiers = "identifier"\n', 4, "start"),
@@ -123,6 +136,12 @@ def test_placer_falls_back_to_the_resource_id(mapping, site):
      '[patient]\nidentifiers = "identifier"\n[extras]\n', 6, "unknown section"),
     ('[order]\nplacer_order_number = "id"\nprocedure_codes = "code.coding"\n'
      'reason = "nosuchfunction()"\n[patient]\nidentifiers = "identifier"\n', 4, "reason"),
+    ('[order]\nplacer_order_number = "id"\nprocedure_codes = "code.coding"\n'
+     '[patient]\nidentifiers = "identifier"\n[notify]\nprogress = "fax"\n', 7,
+     "progress 'fax' is not one of task, status, none"),
+    ('[order]\nplacer_order_number = "id"\nprocedure_codes = "code.coding"\n'
+     '[patient]\nidentifiers = "identifier"\n[notify]\ncolour = "x"\n', 7,
+     "[notify] unknown value 'colour'"),
 ])
 def test_errors_name_file_and_line(tmp_path, text, line, message):
     path = tmp_path / "fhir.toml"

@@ -109,7 +109,8 @@ def _task_history(sekmet, request: dict) -> list[str]:
 
 def _outbox_list(tmp_path, capsys) -> list[list[str]]:
     capsys.readouterr()
-    assert main(["outbox", "list", "--config", str(tmp_path / "broker.toml")]) == 0
+    assert main(["outbox", "list", "--status", "delivered", "--config",
+                 str(tmp_path / "broker.toml")]) == 0
     return [line.split("\t") for line in capsys.readouterr().out.splitlines()]
 
 

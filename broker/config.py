@@ -186,8 +186,9 @@ class MatchingSettings:
     max_queued_per_patient: int = 5
     # The learned model (`broker patients train`; see README "Patient matching"): a pair whose
     # match probability is at least review_probability goes to the review queue (chosen on
-    # FEBRL1/2 and the synthetic population: recall >= 0.99 at precision >= 0.98); with
-    # auto_link_demographics, one at auto_probability or above is linked.
+    # FEBRL1/2 and the synthetic population: at 0.95 recall >= 0.991 and precision >= 0.988 on
+    # each; README "Patient matching" has the figures); with auto_link_demographics, one at
+    # auto_probability or above is linked.
     review_probability: float = 0.95
     auto_probability: float = 0.9999
     # Training: at most this many candidate pairs (a seeded sample) feed the EM, and this many

@@ -130,9 +130,14 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
             if bar is None:
                 bar = Progress("scan", total)
             bar.advance(done - bar.done)
+        from broker.matching.score.model import OutdatedModel
         from broker.store.db import read_only_sessions
-        report = scan(sessions, settings.matching, progress, args.output,
-                      read_sessions=read_only_sessions(store.engine))
+        try:
+            report = scan(sessions, settings.matching, progress, args.output,
+                          read_sessions=read_only_sessions(store.engine))
+        except OutdatedModel as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return 1
         if bar is not None:
             bar.finish()
         if report.trained:

@@ -3,6 +3,7 @@ versioned models `broker patients train` fitted on the site's patients (table ma
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from importlib import resources
 
@@ -10,10 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broker.clock import utcnow
-from broker.matching.score.model import Model
+from broker.matching.score.model import Model, OutdatedModel
 from broker.store.models import MatchingModel
 
 DEFAULT_MODEL_FILE = "default_model.json"
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +36,8 @@ _PARSED: dict[tuple[str, int, object], Model] = {}
 
 
 def stored_model(session: Session) -> Model | None:
-    """The newest model trained on this site, or None."""
+    """The newest model trained on this site, or None; OutdatedModel when it was fitted on
+    comparison levels this broker no longer uses (retrain)."""
     newest = session.execute(select(MatchingModel.id, MatchingModel.created_at)
                              .order_by(MatchingModel.id.desc()).limit(1)).first()
     if newest is None:
@@ -49,8 +52,13 @@ def stored_model(session: Session) -> Model | None:
 
 
 def current_model(session: Session) -> Model:
-    """The model that scores this site's pairs: its newest trained one, else the shipped one."""
-    return stored_model(session) or default_model()
+    """The model that scores this site's pairs: its newest trained one, else the shipped one
+    (also when the newest is outdated: live searches go on, and the log says to retrain)."""
+    try:
+        return stored_model(session) or default_model()
+    except OutdatedModel as exc:
+        log.warning("%s; live searches use the shipped default model meanwhile", exc)
+        return default_model()
 
 
 def save_model(session: Session, model: Model, patients: int, candidate_pairs: int,

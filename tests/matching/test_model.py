@@ -160,3 +160,49 @@ def test_only_a_trusted_issuers_identifier_is_evidence(ids_a, ids_b, band, field
 def test_default_model_bands(other, band):
     policy = Policy(model=default_model(), review_probability=0.95)
     assert judge(profile(**BASE), profile(**{**BASE, **other}), policy).band is band
+
+
+@pytest.mark.parametrize("changes, level", [
+    ({"address_text": "7 Storgatan Kvarnbyhagen Norrtalje 75320"}, "one_part"),   # street
+    ({"address_text": "1 Storgatan Kvarnbyhagen Norrtalje 75320"}, "two_parts"),  # number, street
+    ({"address_text": "1 Lilla Vasterbrogatan Norrby 22350"}, "two_parts"),        # number, postcode
+    ({"address_text": "9 Kungsgatan Kvarnbyhagen Lund 22350"}, "one_part"),        # postcode
+    ({"address_text": "40 Kungsgatan Lund 75320"}, "different"),
+])
+def test_a_mistyped_address_is_judged_by_the_parts_it_shares(changes, level):
+    a = profile(**{**BASE, "address_text": "1 Storgatan Uppsala 22350"})
+    b = profile(**{**BASE, **changes})
+    assert dict(zip(FIELDS, levels(a, b)))["address"] == level
+
+
+def test_a_name_swap_is_one_error_counted_once():
+    model = default_model()
+    a = profile(**BASE)
+    swapped = score(model, a, profile(**{**BASE, "family": "Anna", "given": "Lindqvist"}))
+    fields = swapped.fields
+    assert fields["family_name"].level == fields["given_name"].level == "swapped"
+    assert fields["given_name"].points == 0.0 and "counted once" in fields["given_name"].note
+    # A swap is weaker evidence than two names agreeing in place, and still a duplicate.
+    assert 0 < fields["family_name"].points < model.weight("family_name", "exact") \
+        + model.weight("given_name", "exact")
+    assert judge(a, profile(**{**BASE, "family": "Anna", "given": "Lindqvist"}),
+                 Policy(model=default_model())).band is Band.REVIEW
+
+
+def test_twins_without_contact_details_are_not_flagged_but_a_transposed_birth_date_is():
+    policy = Policy(model=default_model(), review_probability=0.95)
+    bare = {**BASE, "address_text": "", "phone_text": ""}
+    twin = judge(profile(**bare), profile(**{**bare, "given": "Maria"}), policy)
+    assert twin.band is Band.NONE
+    assert "twins" in twin.comparison.fields["birth_date"].note
+    typo = judge(profile(**BASE), profile(**{**BASE, "birth": "19800521"}), policy)
+    assert typo.band is Band.REVIEW
+    assert typo.comparison.fields["birth_date"].level == "one_slip"
+
+
+def test_a_model_of_older_comparison_levels_is_refused_with_a_message_to_retrain():
+    from broker.matching.score.model import OutdatedModel
+    stored = default_model().as_dict()
+    stored.pop("levels_version")
+    with pytest.raises(OutdatedModel, match="broker patients train"):
+        Model.from_dict(stored)

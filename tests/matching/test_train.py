@@ -144,3 +144,21 @@ def test_cli_train_then_scan_says_which_model_scored(tmp_path, monkeypatch, caps
     monkeypatch.setenv("BROKER_MATCHING_TRAIN_MIN_PATIENTS", "100")
     assert main(["patients", "scan"]) == 0
     assert "default model" not in capsys.readouterr().out
+
+
+def test_an_outdated_stored_model_is_refused_by_scan_and_live_search_falls_back(sessions):
+    from broker.matching.model_store import save_model
+    from broker.matching.score.model import OutdatedModel
+    _store(sessions, _population())
+    train(sessions, SMALL)
+    with sessions.begin() as session:
+        row = session.scalars(select(MatchingModel)).one()
+        older = dict(row.parameters)
+        older.pop("levels_version")  # as a broker before versioned levels stored it
+        row.parameters = older
+    with pytest.raises(OutdatedModel, match="broker patients train"):
+        scan(sessions, SMALL)
+    with sessions() as session:
+        assert current_model(session) is default_model()
+    assert save_model  # the next `train` stores a current model again
+    assert train(sessions, SMALL).model.info["version"] == 2

@@ -22,7 +22,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "birth_date": ("exact", "day_month_swapped", "one_slip", "two_digits", "same_year",
                    "different"),
     "sex": ("exact", "different"),
-    "address": ("exact", "close", "similar", "different"),
+    "address": ("exact", "close", "similar", "two_parts", "one_part", "different"),
     "phone": ("exact", "close", "different"),
 }
 # What each level means, in the words an admin reads in the review queue.
@@ -35,7 +35,9 @@ WORDS: dict[str, str] = {
 }
 FIELD_WORDS = {"family_name": {"swapped": "swapped with given"},
                "given_name": {"swapped": "swapped with family"},
-               "address": {"close": "nearly the same", "similar": "partly the same"},
+               "address": {"close": "nearly the same", "similar": "partly the same",
+                           "two_parts": "two of postcode, house number and street the same",
+                           "one_part": "one of postcode, house number and street the same"},
                "phone": {"close": "one or two digits differ"}}
 
 
@@ -90,8 +92,20 @@ def birth_level(a: str, b: str) -> str:
             "same year": "same_year"}.get(note, "different")
 
 
+def address_parts(address: str) -> tuple[str, str, str]:
+    """Postcode (the last number of 4+ digits), house number (a leading number) and street
+    (the first word that is not a number) of a folded address; "" for a part it lacks."""
+    words = address.split()
+    postcode = next((w for w in reversed(words) if w.isdigit() and len(w) >= 4), "")
+    number = words[0] if words and words[0].isdigit() and words[0] != postcode else ""
+    street = next((w for w in words if not w.isdigit()), "")
+    return postcode, number, street
+
+
 def address_level(a: str, b: str) -> str:
-    """Addresses by their words in any order."""
+    """Addresses by their words in any order, then by the parts they share: a mistyped
+    address of one person still shares its postcode, house number or street, which two
+    strangers' addresses rarely do."""
     if not a or not b:
         return MISSING
     if a == b:
@@ -101,7 +115,8 @@ def address_level(a: str, b: str) -> str:
         return "close"
     if sim >= 0.7 or fuzz.token_set_ratio(a, b) >= 90:
         return "similar"
-    return "different"
+    shared = sum(1 for x, y in zip(address_parts(a), address_parts(b)) if x and x == y)
+    return "two_parts" if shared >= 2 else "one_part" if shared == 1 else "different"
 
 
 def phone_level(a: str, b: str) -> str:

@@ -25,6 +25,14 @@ TF_FIELDS = ("family_name", "given_name")
 # Bounds of a weight: a level never seen among one class must not become infinite evidence.
 PROB_FLOOR = 1e-5
 TF_CLAMP = 5.0  # bits a name's frequency may add to or take from its exact-agreement weight
+# The comparison levels a model's m and u belong to. A model of other levels cannot score
+# (its tables lack levels, or mean other things by them): bump this whenever LEVELS change.
+# 1: the first learned levels; 2: address levels by shared parts, a name swap counted once.
+LEVELS_VERSION = 2
+
+
+class OutdatedModel(ValueError):
+    """A stored model fitted on other comparison levels; the message says to retrain."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +78,21 @@ class Model:
 
     def as_dict(self) -> dict:
         """JSON-friendly form (what the store and the shipped default file hold)."""
-        return {"m": _plain(self.m), "u": _plain(self.u), "prior": self.prior,
+        return {"levels_version": LEVELS_VERSION, "m": _plain(self.m), "u": _plain(self.u),
+                "prior": self.prior,
                 "tf": _plain(self.tf), "tf_floor": dict(self.tf_floor), "tf_mean": dict(self.tf_mean),
                 "info": dict(self.info)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Model:
-        """The inverse of as_dict."""
+        """The inverse of as_dict; OutdatedModel for a model of other comparison levels."""
+        found = data.get("levels_version", 1)
+        if found != LEVELS_VERSION:
+            version = data.get("info", {}).get("version", "?")
+            raise OutdatedModel(
+                f"matching model version {version} was fitted on comparison levels "
+                f"{found}, this broker compares with levels {LEVELS_VERSION}: run "
+                f"`broker patients train` to fit a model this broker can use")
         return cls(m=data["m"], u=data["u"], prior=float(data["prior"]),
                    tf=data.get("tf", {}), tf_floor=data.get("tf_floor", {}),
                    tf_mean=data.get("tf_mean", {}), info=data.get("info", {}))
@@ -104,11 +120,21 @@ def score(model: Model, a: Profile, b: Profile) -> Comparison:
     fields: dict[str, FieldScore] = {}
     total = model.prior_weight
     household = HOUSEHOLD_BIRTH in model.u and in_household(found)
+    unknown_contact = HOUSEHOLD_BIRTH in model.u and contact_unknown(found)
     for name, level in zip(FIELDS, found):
         tabled = household and name in HOUSEHOLD_TABLED
-        weight = model.weight(name, level, f"{name}|household" if tabled else "")
+        twins = unknown_contact and name == "birth_date"
+        weight = model.weight(name, level, f"{name}|household" if tabled or twins else "")
         note = describe(name, level)
-        if tabled and name == "family_name":
+        if level == "swapped":
+            # One error seen on two fields: weighed once, on the family name, against the
+            # chance that a stranger's names agree crosswise.
+            weight = swapped_weight(model.m, model.u) if name == "family_name" else 0.0
+            if name == "given_name":
+                note += " (counted once, with the family name)"
+        elif twins and level != MISSING:
+            note += ", no address or phone to compare (twins share a birth date)"
+        elif tabled and name == "family_name":
             # Everyone in a household shares it: no evidence either way (never a penalty).
             weight = max(weight, 0.0)
             note += ", within one household"
@@ -189,6 +215,21 @@ def in_household(pattern: Pattern) -> bool:
         pattern[_ADDRESS] == "exact" or pattern[_PHONE] == "exact")
 
 
+def contact_unknown(pattern: Pattern) -> bool:
+    """True when the pair agrees on the family name and has no address or phone to compare:
+    it may be one household, so its birth date is weighed as within one (twins share it)."""
+    return pattern[_FAMILY] in ("exact", "close") and pattern[_ADDRESS] == MISSING \
+        and pattern[_PHONE] == MISSING
+
+
+def swapped_weight(m: Mapping, u: Mapping) -> float:
+    """Bits of a family/given swap, one event: m of the swap over the chance that two
+    strangers' names agree crosswise (both names agreeing, as between random pairs)."""
+    chance = u["family_name"].get("exact", PROB_FLOOR) * u["given_name"].get("exact", PROB_FLOOR)
+    return math.log2(max(m["family_name"].get("swapped", PROB_FLOOR), PROB_FLOOR)
+                     / max(chance, PROB_FLOOR ** 2))
+
+
 def _index(name: str) -> int:
     return FIELDS.index(name)
 
@@ -223,12 +264,19 @@ def _posterior(pattern: Pattern, m: Mapping, u: Mapping, prior: float,
                used: Iterable[int]) -> float:
     pm, pu = prior, 1.0 - prior
     household = HOUSEHOLD_BIRTH in u and in_household(pattern)
+    twins = HOUSEHOLD_BIRTH in u and contact_unknown(pattern)
     for i in used:
         level = pattern[i]
         if level != MISSING:
             name = FIELDS[i]
+            if level == "swapped":  # one event on two fields: counted once
+                if name == "family_name":
+                    pm *= m[name][level]
+                    pu *= u["family_name"]["exact"] * u["given_name"]["exact"]
+                continue
+            tabled = (household and name in HOUSEHOLD_TABLED) or (twins and i == _BIRTH)
             pm *= m[name][level]
-            pu *= u[f"{name}|household" if household and name in HOUSEHOLD_TABLED else name][level]
+            pu *= u[f"{name}|household" if tabled else name][level]
     return pm / (pm + pu) if pm + pu > 0 else 0.0
 
 

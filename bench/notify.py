@@ -35,11 +35,11 @@ from broker.notify.outbox import enqueue  # noqa: E402
 from broker.notify.triggers import HL7_KIND  # noqa: E402
 from broker.service import Broker  # noqa: E402
 from tests.conftest import make_test_settings  # noqa: E402
-from tests.notify.chain import order_and_worklist  # noqa: E402
+from tests.notify.chain import order_and_worklist, reference_of  # noqa: E402
 from tests.notify.test_pacs_reports import _ian  # noqa: E402
 from tests.support import orthanc as pacs_support  # noqa: E402
 from tests.support.ehr import AsyncioEhr  # noqa: E402
-from tests.support.modality import Modality, finished, in_progress, scheduled_item  # noqa: E402
+from tests.support.modality import Modality, finished, in_progress  # noqa: E402
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -81,9 +81,7 @@ def latency(folder: Path, trigger: str, exams: int, orthanc) -> list[float]:
     try:
         for n in range(exams):
             item = order_and_worklist(broker, 1000 + n)
-            sps = item.ScheduledProcedureStepSequence[0]
-            ref = scheduled_item(item.StudyInstanceUID, item.AccessionNumber,
-                                 item.RequestedProcedureID, sps.ScheduledProcedureStepID)
+            ref = reference_of(item)
             done = finished(images=2)
             with Modality(broker.listeners.dicom[1], calling="CT1") as ct:
                 _, uid = ct.create(in_progress([ref], patient_id=item.PatientID))
@@ -125,9 +123,7 @@ def fhir_latency(folder: Path, exams: int) -> list[float]:
     try:
         for n in range(exams):
             item = order_and_worklist(broker, 3000 + n)
-            sps = item.ScheduledProcedureStepSequence[0]
-            ref = scheduled_item(item.StudyInstanceUID, item.AccessionNumber,
-                                 item.RequestedProcedureID, sps.ScheduledProcedureStepID)
+            ref = reference_of(item)
             with Modality(broker.listeners.dicom[1], calling="CT1") as ct:
                 _, uid = ct.create(in_progress([ref], patient_id=item.PatientID))
                 start = time.perf_counter()

@@ -7,11 +7,11 @@ import sys
 from typing import Callable
 
 from broker.admin.accounts import (
-    ROLES, AccountError, add_user, create_token, disable_user, list_tokens, list_users,
+    ROLES, add_user, create_token, disable_user, list_tokens, list_users,
     revoke_token,
 )
 from broker.config import Settings
-from broker.store.runtime import open_store
+from broker.store.runtime import change_store, open_store
 
 CLI_ACTOR = "cli"
 
@@ -55,13 +55,9 @@ def _read_password() -> str:
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
     password = _read_password()
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                add_user(session, args.name, password, args.role, CLI_ACTOR)
-        except AccountError as exc:
-            print(f"broker: {exc}", file=sys.stderr)
-            return 1
+    if change_store(settings, lambda session: add_user(session, args.name, password, args.role,
+                                                       CLI_ACTOR)) is None:
+        return 1
     print(f"user {args.name} added ({args.role})")
     return 0
 
@@ -75,25 +71,17 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _disable(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                disable_user(session, args.name, CLI_ACTOR)
-        except AccountError as exc:
-            print(f"broker: {exc}", file=sys.stderr)
-            return 1
+    if change_store(settings, lambda session: disable_user(session, args.name, CLI_ACTOR)) is None:
+        return 1
     print(f"user {args.name} disabled")
     return 0
 
 
 def _create_token(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                token = create_token(session, args.name, args.role, CLI_ACTOR)
-        except AccountError as exc:
-            print(f"broker: {exc}", file=sys.stderr)
-            return 1
+    token = change_store(settings, lambda session: create_token(session, args.name, args.role,
+                                                                CLI_ACTOR))
+    if token is None:
+        return 1
     print(f"token {args.name} ({args.role}) created; it is shown only this once:")
     print(token)
     return 0
@@ -109,12 +97,7 @@ def _list_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _revoke_token(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                revoke_token(session, args.name, CLI_ACTOR)
-        except AccountError as exc:
-            print(f"broker: {exc}", file=sys.stderr)
-            return 1
+    if change_store(settings, lambda session: revoke_token(session, args.name, CLI_ACTOR)) is None:
+        return 1
     print(f"token {args.name} revoked")
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from broker.config import Settings
-from broker.store.runtime import open_store
+from broker.store.runtime import change_store, open_store
 
 
 def register(add_parser: Callable[..., argparse.ArgumentParser],
@@ -123,13 +123,9 @@ def _mpps_unscheduled(args: argparse.Namespace, settings: Settings) -> int:
 
 def _mpps_attach(args: argparse.Namespace, settings: Settings) -> int:
     from broker.store.performed import attach_performed_step
-    with open_store(settings) as store:
-        sessions = store.sessions
-        try:
-            with sessions.begin() as session:
-                row = attach_performed_step(session, args.performed, args.step, args.actor)
-                print(f"mpps {row.id} attached to step {args.step} (patient {row.patient_id})")
-            return 0
-        except (LookupError, ValueError) as exc:
-            print(f"broker: {exc}", file=sys.stderr)
-            return 1
+    row = change_store(settings, lambda session: attach_performed_step(
+        session, args.performed, args.step, args.actor))
+    if row is None:
+        return 1
+    print(f"mpps {row.id} attached to step {args.step} (patient {row.patient_id})")
+    return 0

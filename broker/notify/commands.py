@@ -10,7 +10,7 @@ from broker.notify.outbox import (
     VIEWS, discard, held_by, list_notifications, retry, retry_dead, view_of,
 )
 from broker.notify.pacs_check import list_checks, recheck
-from broker.store.runtime import open_store
+from broker.store.runtime import change_store, open_store
 
 
 def register(add_parser: Callable[..., argparse.ArgumentParser],
@@ -63,28 +63,21 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     if args.dead == (args.id is not None):
         print("broker outbox retry: give an ID or --dead")
         return 2
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                if args.dead:
-                    print(f"{retry_dead(session)} notifications will be sent again")
-                else:
-                    retry(session, args.id)
-                    print(f"notification {args.id} will be sent again")
-        except (LookupError, ValueError) as exc:
-            print(f"broker: {exc}")
+    if args.dead:
+        count = change_store(settings, retry_dead)
+        if count is None:
             return 1
+        print(f"{count} notifications will be sent again")
+    else:
+        if change_store(settings, lambda session: retry(session, args.id)) is None:
+            return 1
+        print(f"notification {args.id} will be sent again")
     return 0
 
 
 def _discard(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                discard(session, args.id)
-        except (LookupError, ValueError) as exc:
-            print(f"broker: {exc}")
-            return 1
+    if change_store(settings, lambda session: discard(session, args.id)) is None:
+        return 1
     print(f"notification {args.id} discarded; the ones held behind it will be sent")
     return 0
 
@@ -99,12 +92,8 @@ def _studies(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _recheck(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
-        try:
-            with store.sessions.begin() as session:
-                recheck(session, args.id, settings.notify.pacs_give_up_seconds)
-        except (LookupError, ValueError) as exc:
-            print(f"broker: {exc}")
-            return 1
+    give_up = settings.notify.pacs_give_up_seconds
+    if change_store(settings, lambda session: recheck(session, args.id, give_up)) is None:
+        return 1
     print(f"study check {args.id} will be checked again")
     return 0

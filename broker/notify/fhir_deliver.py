@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.config import NotifySettings
 from broker.fhir.client import FhirClient, FhirError, entries
-from broker.notify.deliver import policy_of
+from broker.notify.deliver import drain
 from broker.notify.fhir_out import (
-    DICOM_UID_SYSTEM, FHIR_KIND, IMAGING_STUDY, REQUEST_STATUS, TASK, TASK_SYSTEM, Planned, decode, relative,
-    study_identifier, token, with_references,
+    DICOM_UID_SYSTEM, FHIR_KIND, IMAGING_STUDY, REQUEST_STATUS, TASK, TASK_SYSTEM, Planned,
+    decode, relative, study_identifier, token, with_references,
 )
-from broker.notify.outbox import DEAD, claim_batch, mark_delivered_ids, mark_failed
+from broker.notify.outbox import Claimed
 from broker.store.fhir import record_version
-from broker.store.models import Notification
 
 log = logging.getLogger(__name__)
 RETRIED_4XX = (408, 429)  # Request Timeout, Too Many Requests: worth another try
@@ -64,6 +61,23 @@ class FhirWriter:
 
     def __init__(self, client: FhirClient) -> None:
         self.client = client
+
+    def write_batch(self, claimed: list[Claimed]) -> dict[int, Written]:
+        """Each row in order; once the server cannot be reached the rest wait (instead of each
+        timing out) for their next attempt."""
+        results: dict[int, Written] = {}
+        last: Written | None = None
+        for row in claimed:
+            if last is not None and last.unreachable:
+                results[row.id] = Written(False, f"not sent: {last.error}", unreachable=True)
+                continue
+            try:
+                last = self.write(row.payload)
+            except Exception as exc:  # noqa: BLE001 - one bad row must not stop the rest
+                log.exception("notify fhir #%s: writing failed", row.id)
+                last = Written(False, f"error: {exc}")
+            results[row.id] = last
+        return results
 
     def write(self, payload: bytes) -> Written:
         """Deliver one outbox payload; never raises for a server's answer."""
@@ -163,52 +177,11 @@ class FhirWriter:
 
 def deliver_fhir_due(sessions: sessionmaker[Session], writer: FhirWriter,
                      settings: NotifySettings) -> int:
-    """Deliver the due FHIR notifications, batch after batch while some get through (an
-    order's next write, held back until the one before it is done, leaves at once)."""
-    delivered = 0
-    while True:
-        count, claimed = deliver_fhir_batch(sessions, writer, settings)
-        delivered += count
-        if not claimed or not count:
-            return delivered
+    """Deliver the due FHIR notifications; returns how many."""
+    return drain(sessions, FHIR_KIND, writer.write_batch, settings, _written)
 
 
-def deliver_fhir_batch(sessions: sessionmaker[Session], writer: FhirWriter,
-                       settings: NotifySettings) -> tuple[int, int]:
-    """Claim, write and mark one batch; returns (delivered, claimed)."""
-    with sessions.begin() as session:
-        claimed = claim_batch(session, (FHIR_KIND,), settings.batch_size,
-                              lease=timedelta(seconds=settings.lease_seconds))
-    if not claimed:
-        return 0, 0
-    results: dict[int, Written] = {}
-    last: Written | None = None
-    for row in claimed:
-        if last is not None and last.unreachable:
-            # The server is down: the rest wait for the next attempt instead of each timing out.
-            results[row.id] = Written(False, f"not sent: {last.error}", unreachable=True)
-            continue
-        try:
-            last = writer.write(row.payload)
-        except Exception as exc:  # noqa: BLE001 - one bad row must not stop the rest
-            log.exception("notify fhir #%s: writing failed", row.id)
-            last = Written(False, f"error: {exc}")
-        results[row.id] = last
-    policy = policy_of(settings)
-    with sessions.begin() as session:
-        done = [row_id for row_id, outcome in results.items() if outcome.ok]
-        mark_delivered_ids(session, done)
-        for row_id in done:
-            outcome = results[row_id]
-            if outcome.version is not None:
-                record_version(session, *outcome.version)
-            log.info("notify fhir #%s: %s", row_id, outcome.note)
-        failed = [row_id for row_id, outcome in results.items() if not outcome.ok]
-        rows = session.scalars(select(Notification).where(Notification.id.in_(failed))) \
-            if failed else []
-        for row in rows:
-            outcome = results[row.id]
-            mark_failed(row, outcome.error, policy, permanent=outcome.permanent, given_up=DEAD)
-            log.warning("notify fhir #%s: %s (attempt %d, %s)", row.id, outcome.error,
-                        row.attempts, "dead" if row.status == DEAD else "will retry")
-    return len(done), len(claimed)
+def _written(session: Session, row_id: int, outcome: Written) -> None:
+    if outcome.version is not None:
+        record_version(session, *outcome.version)
+    log.info("notify fhir #%s: %s", row_id, outcome.note)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,8 @@ from broker.config import Settings
 from broker.store.patients import configure_matching
 from broker.store.db import make_engine, make_session_factory
 from broker.store.migrate import upgrade
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,16 @@ def open_store(settings: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.engine.dispose()
+
+
+def change_store(settings: Settings, change: Callable[[Session], T]) -> T | None:
+    """For one command that changes the store: `change` in one transaction. A refusal
+    (LookupError, ValueError) is printed as `broker: <reason>` on stderr, nothing is kept,
+    and the result is None."""
+    with open_store(settings) as store:
+        try:
+            with store.sessions.begin() as session:
+                return change(session)
+        except (LookupError, ValueError) as exc:
+            print(f"broker: {exc}", file=sys.stderr)
+            return None

@@ -35,11 +35,16 @@ def order_and_worklist(broker, n: int = 778):
     return items[0]
 
 
+def reference_of(item):
+    """The MPPS's Scheduled Step Attributes item for a worklist item."""
+    sps = item.ScheduledProcedureStepSequence[0]
+    return scheduled_item(item.StudyInstanceUID, item.AccessionNumber,
+                          item.RequestedProcedureID, sps.ScheduledProcedureStepID)
+
+
 def perform(broker, item, status: str = "COMPLETED", images: int = 3, modification=None):
     """MPPS N-CREATE IN PROGRESS then N-SET `status` for the worklist item; the N-SET list."""
-    sps = item.ScheduledProcedureStepSequence[0]
-    reference = scheduled_item(item.StudyInstanceUID, item.AccessionNumber,
-                               item.RequestedProcedureID, sps.ScheduledProcedureStepID)
+    reference = reference_of(item)
     done = modification if modification is not None else finished(status, images=images)
     with Modality(broker.listeners.dicom[1], calling="CT1") as ct:
         created, uid = ct.create(in_progress([reference], patient_id=item.PatientID,

@@ -12,11 +12,11 @@ from broker.service import Broker
 from broker.store.db import make_engine, make_session_factory
 from broker.store.models import Notification
 from tests.conftest import make_test_settings
-from tests.notify.chain import order_and_worklist, order_message, perform
+from tests.notify.chain import order_and_worklist, order_message, perform, reference_of
 from tests.support.dcmtk import findscu
 from tests.support.ehr import AsyncioEhr
 from tests.support.hl7client import send
-from tests.support.modality import Modality, in_progress, scheduled_item
+from tests.support.modality import Modality, in_progress
 from tests.support.orthanc import free_port
 from tests.support.serve import ServeProcess
 
@@ -34,6 +34,17 @@ def _broker(tmp_path, destination, **notify):
 def _rows(sessions):
     with sessions() as session:
         return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+def _dead(sessions):
+    return [r for r in _rows(sessions) if r.status == "DEAD"]
+
+
+def _cli_config(tmp_path):
+    """A config file naming the running broker's data folder, for `broker outbox` commands."""
+    config = tmp_path / "broker.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    return config
 
 
 def _wait(condition, timeout=60.0):
@@ -75,12 +86,11 @@ def test_an_ae_answer_is_dead_at_once_and_sent_again_by_command(tmp_path):
 
     ehr = AsyncioEhr(answer=answer).start()
     broker = _broker(tmp_path, ehr.destination)
-    config = tmp_path / "broker.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    config = _cli_config(tmp_path)
     try:
         perform(broker, order_and_worklist(broker), images=2)
         ehr.wait_for(3)
-        dead = _wait(lambda: [r for r in _rows(broker.sessions) if r.status == "DEAD"])
+        dead = _wait(lambda: _dead(broker.sessions))
         assert len(dead) == 1 and dead[0].attempts == 1  # no retries of a refusal
         assert "Unknown order for result" in dead[0].last_error
         refuse["ORU^R01"] = False
@@ -102,12 +112,11 @@ def test_a_refused_status_holds_back_the_rest_of_its_order_until_discarded(tmp_p
 
     ehr = AsyncioEhr(answer=answer).start()
     broker = _broker(tmp_path, ehr.destination)
-    config = tmp_path / "broker.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    config = _cli_config(tmp_path)
     try:
         perform(broker, order_and_worklist(broker), images=2)
         ehr.wait_for(1)
-        dead = _wait(lambda: [r for r in _rows(broker.sessions) if r.status == "DEAD"])
+        dead = _wait(lambda: _dead(broker.sessions))
         _wait(lambda: len(_rows(broker.sessions)) == 3)
         time.sleep(1.0)  # several delivery runs: nothing may overtake the refused IP
         assert [r.message_type for r in ehr.received] == ["ORM^O01"]
@@ -147,11 +156,8 @@ def test_a_crash_between_send_and_mark_sends_once_more_with_the_same_control_id(
                                              "RequestedProcedureID", "PatientID", "PatientName",
                                              "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID"],
                           calling="CT1")
-        sps = item.ScheduledProcedureStepSequence[0]
         with Modality(serve.dicom_port, calling="CT1") as ct:
-            created, _ = ct.create(in_progress([scheduled_item(
-                item.StudyInstanceUID, item.AccessionNumber, item.RequestedProcedureID,
-                sps.ScheduledProcedureStepID)], patient_id=item.PatientID))
+            created, _ = ct.create(in_progress([reference_of(item)], patient_id=item.PatientID))
             assert created.Status == 0x0000
         ehr.wait_for(1)
         serve.process.wait(30)
